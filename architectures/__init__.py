@@ -1,0 +1,12 @@
+"""Attention architectures built from nnU-Net plans.
+
+``ARCHITECTURES`` maps each architecture's name to its class; every class takes
+``(input_channels, num_classes, deep_supervision, **plan_arch_kwargs, **its own kwargs)``.
+"""
+
+from .attention_unet import AttentionUNet
+from .blocks.attention_probe import attention_probe_descriptions, capture_attention_maps
+
+ARCHITECTURES = {cls.__name__: cls for cls in (AttentionUNet,)}
+
+__all__ = ["ARCHITECTURES", "AttentionUNet", "attention_probe_descriptions", "capture_attention_maps"]

@@ -1,0 +1,65 @@
+"""Additive attention gate of Attention U-Net (Oktay et al., MIDL 2018, Sec. 2.2 and Fig. 2), N-D."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from dynamic_network_architectures.building_blocks.helper import convert_conv_op_to_dim
+from torch import nn
+
+from .attention_probe import AttentionProbe
+
+_LINEAR_MODE = {1: "linear", 2: "bilinear", 3: "trilinear"}
+
+
+class AttentionGate(nn.Module):
+    """Filter skip features ``x`` by coefficients computed from ``x`` and a coarser gating signal ``g``.
+
+    ``q = ReLU(θ(x) + φ(g))``, ``α = sigmoid(ψ(q))`` on g's grid, ``α`` linearly upsampled to x's grid,
+    output ``W(x · α)``. θ is a convolution whose kernel and stride equal the (possibly anisotropic)
+    stride between x's level and g's level, so it lands exactly on g's grid; φ and ψ are 1x1 convs, W is
+    a 1x1 conv followed by the plan's norm.
+
+    Shapes: ``skip (B, C_x, *S)``, ``gating (B, C_g, *S / stride)`` -> ``(B, C_x, *S)``.
+    The coefficients ``α`` of shape ``(B, 1, *S)``, in ``[0, 1]``, pass through ``coefficient_probe``.
+
+    Args:
+        conv_op: ``nn.Conv2d`` or ``nn.Conv3d``.
+        skip_channels, gating_channels: C_x and C_g.
+        stride: per-axis stride between the skip's level and the gating signal's level.
+        intermediate_channels: channels of θ and φ (paper: C_x; official code default: C_x // 2).
+        norm_op, norm_op_kwargs: the plan's norm for W.
+    """
+
+    def __init__(
+        self,
+        conv_op: type[nn.Module],
+        skip_channels: int,
+        gating_channels: int,
+        stride: Sequence[int],
+        intermediate_channels: int,
+        norm_op: type[nn.Module] | None,
+        norm_op_kwargs: dict | None,
+    ):
+        super().__init__()
+        stride = tuple(int(s) for s in stride)
+        self.interpolation_mode = _LINEAR_MODE[convert_conv_op_to_dim(conv_op)]
+        self.theta = conv_op(skip_channels, intermediate_channels, stride, stride, 0, bias=False)
+        self.phi = conv_op(gating_channels, intermediate_channels, 1, 1, 0, bias=True)
+        self.psi = conv_op(intermediate_channels, 1, 1, 1, 0, bias=True)
+        output_layers = [conv_op(skip_channels, skip_channels, 1, 1, 0, bias=True)]
+        if norm_op is not None:
+            output_layers.append(norm_op(skip_channels, **(norm_op_kwargs or {})))
+        self.output = nn.Sequential(*output_layers)
+        self.coefficient_probe = AttentionProbe("attention gate coefficients α on the skip's grid, in [0, 1]")
+
+    def forward(self, skip: torch.Tensor, gating: torch.Tensor) -> torch.Tensor:
+        joint = F.relu(self.theta(skip) + self.phi(gating))
+        coefficients = torch.sigmoid(self.psi(joint))
+        coefficients = F.interpolate(
+            coefficients, size=skip.shape[2:], mode=self.interpolation_mode, align_corners=False
+        )
+        coefficients = self.coefficient_probe(coefficients)
+        return self.output(skip * coefficients)

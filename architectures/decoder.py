@@ -1,0 +1,80 @@
+"""nnU-Net's U-Net decoder with two hooks: a skip filter and a stage block.
+
+:class:`HookedUNetDecoder` *is* dynamic-network-architectures' ``UNetDecoder`` (same transposed convs,
+conv stages and deep-supervision heads, same state-dict keys), with two per-stage places where an
+attention variant plugs in:
+
+- ``skip_filters[s](skip, gating)``: transforms the skip before concatenation; ``gating`` is the decoder
+  feature map one level below (the encoder's bottleneck for ``s == 0``). Attention gates go here.
+- ``stage_blocks[s](features)``: runs after the conv stage. Transformer / non-local blocks go here.
+
+Decoder stage ``s = 0`` is the lowest resolution, as in ``UNetDecoder``. The deep-supervision heads are
+built whether or not deep supervision is on, so weights load either way.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from dynamic_network_architectures.building_blocks.unet_decoder import UNetDecoder
+from torch import nn
+
+
+class KeepSkip(nn.Module):
+    """The default skip filter: the skip connection unchanged."""
+
+    def forward(self, skip: torch.Tensor, gating: torch.Tensor) -> torch.Tensor:
+        return skip
+
+
+class HookedUNetDecoder(UNetDecoder):
+    """``UNetDecoder`` with ``skip_filters`` and ``stage_blocks`` hooks (one entry per decoder stage).
+
+    Args:
+        encoder: the planned encoder (``PlainConvEncoder`` or ``ResidualEncoder``, ``return_skips=True``).
+        num_classes: output channels of every segmentation head.
+        n_conv_per_stage: the plan's ``n_conv_per_stage_decoder``.
+        deep_supervision: return a list of logits, highest resolution first, one per decoder stage.
+        skip_filters: per decoder stage a module ``(skip, gating) -> skip`` or None (keep the skip).
+        stage_blocks: per decoder stage a module ``features -> features`` or None (identity).
+
+    Forward: ``skips`` as the encoder returns them (bottleneck last) -> ``(B, num_classes, *patch)``, or
+    with deep supervision a list whose entry ``i`` has size ``patch / cumulative_stride[i]``.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        num_classes: int,
+        n_conv_per_stage: int | Sequence[int],
+        deep_supervision: bool,
+        skip_filters: Sequence[nn.Module | None] | None = None,
+        stage_blocks: Sequence[nn.Module | None] | None = None,
+        nonlin_first: bool = False,
+    ):
+        super().__init__(encoder, num_classes, n_conv_per_stage, deep_supervision, nonlin_first=nonlin_first)
+        n_decoder_stages = len(self.stages)
+        self.skip_filters = nn.ModuleList(_fill(skip_filters, n_decoder_stages, KeepSkip, "skip_filters"))
+        self.stage_blocks = nn.ModuleList(_fill(stage_blocks, n_decoder_stages, nn.Identity, "stage_blocks"))
+
+    def forward(self, skips: Sequence[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
+        features_below = skips[-1]
+        seg_outputs = []
+        for s in range(len(self.stages)):
+            skip = self.skip_filters[s](skips[-(s + 2)], features_below)
+            features = torch.cat((self.transpconvs[s](features_below), skip), 1)
+            features = self.stage_blocks[s](self.stages[s](features))
+            if self.deep_supervision or s == len(self.stages) - 1:
+                seg_outputs.append(self.seg_layers[s](features))
+            features_below = features
+        if self.deep_supervision:
+            return seg_outputs[::-1]
+        return seg_outputs[-1]
+
+
+def _fill(modules: Sequence[nn.Module | None] | None, count: int, default: type[nn.Module], name: str) -> list:
+    modules = [None] * count if modules is None else list(modules)
+    if len(modules) != count:
+        raise ValueError(f"{name} needs one entry per decoder stage ({count}), got {len(modules)}")
+    return [default() if m is None else m for m in modules]

@@ -1,0 +1,15 @@
+"""Shim for nnU-Net's trainer lookup: exposes the trainers of the installed nnunet_attention package.
+
+A failure here must never stop nnU-Net from finding its other trainers, so it is reported as a warning.
+"""
+
+import warnings
+
+try:
+    from nnunet_attention.trainers import *  # noqa: F401,F403
+except Exception as import_error:  # noqa: BLE001 - any failure must leave nnU-Net's lookup working
+    warnings.warn(
+        f"nnunet-attention trainers are unavailable ({import_error!r}); nnU-Net's other trainers still work. "
+        f"Reinstall the package (pip install nnunet-attention) to fix it.",
+        stacklevel=1,
+    )

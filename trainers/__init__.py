@@ -1,0 +1,9 @@
+"""nnU-Net trainers for the attention architectures: ``from nnunet_attention.trainers import nnUNetTrainerX``.
+
+:data:`TRAINERS` maps every trainer's class name to its class.
+"""
+
+from .attention_unet import nnUNetTrainerAttentionUNet
+from .base import TRAINERS, AttentionTrainerBase
+
+__all__ = ["TRAINERS", "AttentionTrainerBase", "nnUNetTrainerAttentionUNet"]

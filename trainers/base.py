@@ -1,0 +1,86 @@
+"""One base trainer: nnU-Net's ``nnUNetTrainer`` whose network is an attention architecture built on the plan.
+
+A concrete trainer only names its ``architecture_class`` (and, where the paper needs it, extra
+``architecture_kwargs`` or an optimizer override). Everything else (data loading, augmentation, Dice+CE
+with deep supervision, SGD + poly schedule, AMP, DDP, torch.compile, validation, checkpoints) is
+nnU-Net's. Every concrete trainer defined in :mod:`nnunet_attention.trainers` registers itself in
+:data:`TRAINERS`, so tests and tools cover it without a hand-kept list.
+"""
+
+from __future__ import annotations
+
+import pydoc
+from typing import Any, ClassVar
+
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
+from torch import nn
+
+#: trainer class name -> class, filled by every concrete trainer of this package as it is defined
+TRAINERS: dict[str, type["AttentionTrainerBase"]] = {}
+
+#: the plan architectures whose ``arch_kwargs`` our architectures understand
+SUPPORTED_PLAN_ARCHITECTURES = (
+    "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+    "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet",
+)
+
+
+def plan_arch_kwargs(configuration_manager: ConfigurationManager) -> dict[str, Any]:
+    """A copy of the configuration's U-Net ``arch_kwargs`` with op names resolved to classes.
+
+    Raises a ValueError naming the plan's architecture when it is not a plain or ResEnc U-Net plan.
+    """
+    planned = configuration_manager.network_arch_class_name
+    if planned not in SUPPORTED_PLAN_ARCHITECTURES:
+        raise ValueError(
+            f"the plan's configuration '{configuration_manager.configuration_name}' names the architecture "
+            f"{planned}; attention trainers build on U-Net plans ({', '.join(SUPPORTED_PLAN_ARCHITECTURES)}). "
+            f"Use nnUNetPlans or one of the nnUNetResEncUNet*Plans (-p)."
+        )
+    kwargs = dict(configuration_manager.network_arch_init_kwargs)
+    for key in configuration_manager.network_arch_init_kwargs_req_import:
+        if kwargs.get(key) is not None:
+            located = pydoc.locate(kwargs[key])
+            if located is None:
+                raise ValueError(f"the plan's arch_kwargs['{key}'] = {kwargs[key]!r} cannot be imported")
+            kwargs[key] = located
+    return kwargs
+
+
+class AttentionTrainerBase(nnUNetTrainer):
+    """nnU-Net trainer whose network is ``architecture_class`` built from the configuration's plan.
+
+    Subclasses set ``architecture_class`` and optionally ``architecture_kwargs``. nnU-Net's
+    ``__init__(plans, configuration, fold, dataset_json, device)`` is inherited unchanged.
+    """
+
+    architecture_class: ClassVar[type[nn.Module] | None] = None
+    architecture_kwargs: ClassVar[dict[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Only the package's own trainers; user subclasses (e.g. short schedules) stay out of the registry.
+        if cls.architecture_class is not None and cls.__module__.startswith("nnunet_attention.trainers"):
+            TRAINERS[cls.__name__] = cls
+
+    @classmethod
+    def build_network_architecture(
+        cls,
+        plans_manager: PlansManager,
+        configuration_manager: ConfigurationManager,
+        num_input_channels: int,
+        num_output_channels: int,
+        enable_deep_supervision: bool = True,
+    ) -> nn.Module:
+        if cls.architecture_class is None:
+            raise TypeError(f"{cls.__name__} sets no architecture_class; use one of {sorted(TRAINERS)}")
+        network = cls.architecture_class(
+            input_channels=num_input_channels,
+            num_classes=num_output_channels,
+            deep_supervision=enable_deep_supervision,
+            **plan_arch_kwargs(configuration_manager),
+            **cls.architecture_kwargs,
+        )
+        network.apply(network.initialize)
+        return network
