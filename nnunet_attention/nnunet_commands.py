@@ -1,0 +1,71 @@
+"""Run the stock nnU-Net console commands in subprocesses, with settings for small runs.
+
+The demo and the end-to-end tests go through exactly the commands a user types, so whatever works
+here works from a shell.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+
+class NNUNetCommandError(RuntimeError):
+    """A stock nnU-Net command exited with an error; the message holds the command and its output tail."""
+
+
+def nnunet_environment(workdir: str | os.PathLike, device: str, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for nnU-Net commands with their three folders under ``workdir``.
+
+    On CPU: single-process augmentation and preprocessing workers and no torch.compile (nnU-Net's defaults
+    assume a GPU machine with many cores; on CPU the worker start-up and compile time dominate a short run).
+    """
+    workdir = Path(workdir).resolve()
+    environment = dict(os.environ if base is None else base)
+    environment.update(
+        nnUNet_raw=str(workdir / "nnUNet_raw"),
+        nnUNet_preprocessed=str(workdir / "nnUNet_preprocessed"),
+        nnUNet_results=str(workdir / "nnUNet_results"),
+    )
+    if device == "cpu":
+        environment.update(nnUNet_compile="false", nnUNet_def_n_proc="1", nnUNet_n_proc_DA="0")
+    return environment
+
+
+def run_nnunet_command(
+    arguments: Sequence[str],
+    environment: dict[str, str],
+    log_file: str | os.PathLike,
+    echo: bool = False,
+) -> float:
+    """Run one command, its output appended to ``log_file`` (and echoed if asked); return seconds taken.
+
+    Raises NNUNetCommandError with the command line and the last lines of its output if it fails.
+    """
+    arguments = [str(a) for a in arguments]
+    executable = Path(sys.executable).parent / arguments[0]
+    command = [str(executable) if executable.exists() else arguments[0], *arguments[1:]]
+    # nnU-Net's planner crashes with nnUNet_n_proc_DA=0; that setting is only for training.
+    if arguments[0] != "nnUNetv2_train":
+        environment = {k: v for k, v in environment.items() if k != "nnUNet_n_proc_DA"}
+    start = time.perf_counter()
+    tail: list[str] = []
+    with open(log_file, "a") as log:
+        log.write(f"$ {' '.join(arguments)}\n")
+        log.flush()
+        process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in process.stdout:
+            log.write(line)
+            tail = (tail + [line])[-40:]
+            if echo:
+                print(line, end="", flush=True)
+        returncode = process.wait()
+    if returncode != 0:
+        raise NNUNetCommandError(
+            f"`{' '.join(arguments)}` failed with exit code {returncode}; full log: {log_file}\n" + "".join(tail)
+        )
+    return time.perf_counter() - start

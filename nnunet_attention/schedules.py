@@ -1,0 +1,59 @@
+"""Short-schedule trainer variants, written as modules that the stock nnU-Net commands can find.
+
+nnU-Net has no command-line option for the number of epochs; its convention is a trainer subclass per
+schedule (``nnUNetTrainer_5epochs``). :func:`write_short_schedule_trainer` writes such a subclass of any
+trainer into a folder, to be listed in ``nnUNet_extTrainer`` (see :func:`with_ext_trainer_folder`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_TEMPLATE = '''"""{base} on a short schedule ({epochs} epochs x {iterations} iterations). Written by nnunet-attention."""
+
+import torch
+from {module} import {base}
+
+
+class {name}({base}):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = {epochs}
+        self.num_iterations_per_epoch = {iterations}
+        self.num_val_iterations_per_epoch = {val_iterations}
+'''
+
+
+def short_schedule_name(base_trainer: str, epochs: int, iterations: int) -> str:
+    return f"{base_trainer}_{epochs}epochs_{iterations}iters"
+
+
+def write_short_schedule_trainer(
+    folder: str | os.PathLike, base_trainer: type, epochs: int, iterations: int, val_iterations: int | None = None
+) -> str:
+    """Write ``<base>_<E>epochs_<I>iters`` (a subclass of ``base_trainer``) into ``folder``; return its name."""
+    if epochs < 1 or iterations < 1:
+        raise ValueError(f"epochs and iterations must be at least 1, got {epochs} and {iterations}")
+    name = short_schedule_name(base_trainer.__name__, epochs, iterations)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    source = _TEMPLATE.format(
+        base=base_trainer.__name__,
+        module=base_trainer.__module__,
+        name=name,
+        epochs=epochs,
+        iterations=iterations,
+        val_iterations=val_iterations if val_iterations is not None else max(1, iterations // 2),
+    )
+    (folder / f"{name}.py").write_text(source)
+    return name
+
+
+def with_ext_trainer_folder(environment: dict[str, str], folder: str | os.PathLike) -> dict[str, str]:
+    """A copy of ``environment`` whose ``nnUNet_extTrainer`` also lists ``folder`` (kept entries first)."""
+    entries = [p for p in environment.get("nnUNet_extTrainer", "").split(os.pathsep) if p]
+    if str(folder) not in entries:
+        entries.append(str(folder))
+    return {**environment, "nnUNet_extTrainer": os.pathsep.join(entries)}
