@@ -1,0 +1,38 @@
+"""The hooked decoder is nnU-Net's UNetDecoder when no hook is set."""
+
+import pytest
+import torch
+from dynamic_network_architectures.architectures.unet import PlainConvUNet
+from plan_factory import make_plan
+from torch import nn
+
+from nnunet_attention.architectures.decoder import HookedUNetDecoder
+from nnunet_attention.architectures.plan import build_planned_encoder
+
+
+@pytest.mark.parametrize("deep_supervision", [True, False])
+@pytest.mark.parametrize("spatial_dims,anisotropic", [(2, False), (3, True)])
+def test_hookless_decoder_reproduces_plain_unet(spatial_dims, anisotropic, deep_supervision):
+    kwargs, patch = make_plan(spatial_dims, 5, anisotropic)
+    torch.manual_seed(0)
+    reference = PlainConvUNet(1, num_classes=3, deep_supervision=deep_supervision, **kwargs)
+    encoder = build_planned_encoder(1, kwargs)
+    decoder = HookedUNetDecoder(encoder, 3, kwargs["n_conv_per_stage_decoder"], deep_supervision)
+    ours = nn.ModuleDict({"encoder": encoder, "decoder": decoder})
+    ours.load_state_dict(reference.state_dict(), strict=True)  # identical keys: hooks add no parameters
+    image = torch.randn(1, 1, *patch)
+    with torch.no_grad():
+        expected, actual = reference(image), decoder(encoder(image))
+    if deep_supervision:
+        assert len(actual) == len(expected)
+        for a, e in zip(actual, expected):
+            torch.testing.assert_close(a, e)
+    else:
+        torch.testing.assert_close(actual, expected)
+
+
+def test_wrong_number_of_hooks_is_rejected():
+    kwargs, _ = make_plan(2, 4, False)
+    encoder = build_planned_encoder(1, kwargs)
+    with pytest.raises(ValueError, match="skip_filters needs one entry per decoder stage \\(3\\), got 2"):
+        HookedUNetDecoder(encoder, 2, 1, False, skip_filters=[None, None])
