@@ -9,7 +9,8 @@ nnU-Net's deep supervision replaces the paper's fused side outputs.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from dynamic_network_architectures.building_blocks.simple_conv_blocks import ConvDropoutNormReLU
@@ -17,7 +18,13 @@ from torch import nn
 
 from .blocks.attention_gate import AttentionGate
 from .decoder import HookedUNetDecoder
-from .plan import build_planned_encoder, decoder_convs_per_stage, initialize_module_like_nnunet, is_residual_plan, read_geometry
+from .plan import (
+    build_planned_encoder,
+    decoder_convs_per_stage,
+    initialize_module_like_nnunet,
+    is_residual_plan,
+    read_geometry,
+)
 
 
 class _GatingProjection(nn.Module):
@@ -61,8 +68,9 @@ class AttentionUNet(nn.Module):
         geometry = read_geometry(plan_kwargs)
         self.residual_plan = is_residual_plan(plan_kwargs)
         self.encoder = build_planned_encoder(input_channels, plan_kwargs)
-        skip_filters = self._build_gates(geometry.features_per_stage, geometry.strides, plan_kwargs, gate_top_skip,
-                                         gate_channel_ratio)
+        skip_filters = self._build_gates(
+            geometry.features_per_stage, geometry.strides, plan_kwargs, gate_top_skip, gate_channel_ratio
+        )
         self.decoder = HookedUNetDecoder(
             self.encoder, num_classes, decoder_convs_per_stage(plan_kwargs), deep_supervision, skip_filters=skip_filters
         )
@@ -76,7 +84,8 @@ class AttentionUNet(nn.Module):
         gate_channel_ratio: float,
     ) -> list[nn.Module | None]:
         """One skip filter per decoder stage (lowest resolution first); None where the skip stays ungated."""
-        conv_op, norm_op, norm_kwargs = plan_kwargs["conv_op"], plan_kwargs.get("norm_op"), plan_kwargs.get("norm_op_kwargs")
+        conv_op, norm_op = plan_kwargs["conv_op"], plan_kwargs.get("norm_op")
+        norm_kwargs = plan_kwargs.get("norm_op_kwargs")
         n_stages = len(features)
         filters: list[nn.Module | None] = []
         for s in range(n_stages - 1):
@@ -95,8 +104,18 @@ class AttentionUNet(nn.Module):
             )
             if s == 0:
                 projection = ConvDropoutNormReLU(
-                    conv_op, features[-1], features[-1], 1, 1, plan_kwargs.get("conv_bias", False), norm_op,
-                    norm_kwargs, None, None, plan_kwargs.get("nonlin"), plan_kwargs.get("nonlin_kwargs"),
+                    conv_op,
+                    features[-1],
+                    features[-1],
+                    1,
+                    1,
+                    plan_kwargs.get("conv_bias", False),
+                    norm_op,
+                    norm_kwargs,
+                    None,
+                    None,
+                    plan_kwargs.get("nonlin"),
+                    plan_kwargs.get("nonlin_kwargs"),
                 )
                 gate = _GatingProjection(projection, gate)
             filters.append(gate)
@@ -108,8 +127,10 @@ class AttentionUNet(nn.Module):
     def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> int:
         """Voxels of feature maps held for backward, as nnU-Net's planner estimates them (gates not counted:
         they add at most one skip-sized map per gated level)."""
-        return int(self.encoder.compute_conv_feature_map_size(input_size)
-                   + self.decoder.compute_conv_feature_map_size(input_size))
+        return int(
+            self.encoder.compute_conv_feature_map_size(input_size)
+            + self.decoder.compute_conv_feature_map_size(input_size)
+        )
 
     def initialize(self, module: nn.Module) -> None:
         initialize_module_like_nnunet(module, self.residual_plan)

@@ -14,7 +14,7 @@ built whether or not deep supervision is on, so weights load either way.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from dynamic_network_architectures.building_blocks.unet_decoder import UNetDecoder

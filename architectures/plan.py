@@ -8,8 +8,9 @@ those names; architectures read :class:`PlanGeometry` and receive the encoder nn
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from dynamic_network_architectures.building_blocks.helper import (
     convert_conv_op_to_dim,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def _add_demo_parser(subparsers) -> None:
@@ -14,14 +14,23 @@ def _add_demo_parser(subparsers) -> None:
         description="Run the whole nnU-Net pipeline with an attention trainer on a built-in synthetic dataset "
         "and print the held-out Dice per label (mean Dice on the last line).",
     )
-    parser.add_argument("--trainer", default="nnUNetTrainerAttentionUNet", help="trainer class name (default: %(default)s)")
+    parser.add_argument(
+        "--trainer", default="nnUNetTrainerAttentionUNet", help="trainer class name (default: %(default)s)"
+    )
     parser.add_argument("--config", default="2d", choices=["2d", "3d_fullres"], help="nnU-Net configuration")
     parser.add_argument("--epochs", type=int, default=5, help="training epochs (default: %(default)s)")
     parser.add_argument("--iterations", type=int, default=20, help="iterations per epoch (default: %(default)s)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
-                        help="auto picks cuda when available (default: %(default)s)")
-    parser.add_argument("--workdir", default="nnunet_attention_demo",
-                        help="holds nnUNet_raw, nnUNet_preprocessed, nnUNet_results and the log (default: %(default)s)")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda", "mps"],
+        help="auto picks cuda when available (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--workdir",
+        default="nnunet_attention_demo",
+        help="holds nnUNet_raw, nnUNet_preprocessed, nnUNet_results and the log (default: %(default)s)",
+    )
     parser.add_argument("--fold", default="0", help="fold to train, 0-4 or 'all' (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="do not echo nnU-Net's training log")
 
@@ -37,8 +46,13 @@ def _add_synth_parser(subparsers) -> None:
     parser.add_argument("--dataset-id", type=int, default=990)
     parser.add_argument("--name", default="SynthAttention")
     parser.add_argument("--shape", type=int, nargs="+", default=[96, 112], help="array shape, (y x) or (z y x)")
-    parser.add_argument("--spacing", type=float, nargs="+", default=None,
-                        help="voxel spacing in mm, same order as --shape (default: all 1)")
+    parser.add_argument(
+        "--spacing",
+        type=float,
+        nargs="+",
+        default=None,
+        help="voxel spacing in mm, same order as --shape (default: all 1)",
+    )
     parser.add_argument("--channels", type=int, default=1, help="number of input channels (1-4)")
     parser.add_argument("--train", type=int, default=20, help="training cases")
     parser.add_argument("--test", type=int, default=6, help="held-out cases (imagesTs, labelsTs)")
@@ -51,8 +65,14 @@ def _run_demo(args: argparse.Namespace) -> int:
     from .demo import format_dice_table, run_demo
 
     result = run_demo(
-        trainer=args.trainer, configuration=args.config, epochs=args.epochs, iterations=args.iterations,
-        device=args.device, workdir=args.workdir, fold=args.fold, echo_training=not args.quiet,
+        trainer=args.trainer,
+        configuration=args.config,
+        epochs=args.epochs,
+        iterations=args.iterations,
+        device=args.device,
+        workdir=args.workdir,
+        fold=args.fold,
+        echo_training=not args.quiet,
     )
     timings = ", ".join(f"{name} {seconds:.0f}s" for name, seconds in result.seconds_per_step.items())
     print(f"[nnunet-attention demo] done ({timings}); held-out Dice:")
@@ -70,8 +90,15 @@ def _run_synth(args: argparse.Namespace) -> int:
         raise SystemExit("nnunet-attention synth: set nnUNet_raw or pass --raw FOLDER")
     spacing = args.spacing or [1.0] * len(args.shape)
     spec = SynthSpec(
-        dataset_id=args.dataset_id, name=args.name, shape=tuple(args.shape), spacing=tuple(spacing),
-        n_channels=args.channels, n_train=args.train, n_test=args.test, noise_std=args.noise, seed=args.seed,
+        dataset_id=args.dataset_id,
+        name=args.name,
+        shape=tuple(args.shape),
+        spacing=tuple(spacing),
+        n_channels=args.channels,
+        n_train=args.train,
+        n_test=args.test,
+        noise_std=args.noise,
+        seed=args.seed,
     )
     print(write_dataset(spec, raw, overwrite=args.overwrite))
     return 0

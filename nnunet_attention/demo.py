@@ -43,6 +43,11 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_trainer(trainer_name: str) -> type:
+    """Our trainers directly; any other name through nnU-Net's lookup (its trainers and nnUNet_extTrainer)."""
+    from nnunet_attention.trainers import TRAINERS
+
+    if trainer_name in TRAINERS:
+        return TRAINERS[trainer_name]
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
     return recursive_find_trainer_class_by_name(trainer_name)
@@ -92,12 +97,17 @@ def run_demo(
         write_dataset(spec, environment["nnUNet_raw"])
     seconds["synth"] = time.perf_counter() - start
 
-    step(f"nnUNetv2_plan_and_preprocess -c {configuration} (log: {log_file})")
-    seconds["plan+preprocess"] = run_nnunet_command(
-        ["nnUNetv2_plan_and_preprocess", "-d", spec.dataset_id, "-c", configuration, "-npfp", "2", "-np", "2"],
-        environment,
-        log_file,
-    )
+    preprocessed = Path(environment["nnUNet_preprocessed"]) / spec.folder_name / f"nnUNetPlans_{configuration}"
+    # one .pkl of properties per case is written last; a full set means a finished preprocessing run
+    if preprocessed.is_dir() and len(list(preprocessed.glob("*.pkl"))) == spec.n_train:
+        print(f"[nnunet-attention demo] reusing the plan and preprocessed data in {preprocessed.parent}")
+    else:
+        step(f"nnUNetv2_plan_and_preprocess -c {configuration} (log: {log_file})")
+        seconds["plan+preprocess"] = run_nnunet_command(
+            ["nnUNetv2_plan_and_preprocess", "-d", spec.dataset_id, "-c", configuration, "-npfp", "2", "-np", "2"],
+            environment,
+            log_file,
+        )
 
     trainer_folder = workdir / "trainers"
     short_trainer = write_short_schedule_trainer(trainer_folder, resolve_trainer(trainer), epochs, iterations)
@@ -113,9 +123,28 @@ def run_demo(
     predictions = workdir / "predictions" / f"{short_trainer}__{configuration}"
     step(f"nnUNetv2_predict held-out cases -> {predictions}")
     seconds["predict"] = run_nnunet_command(
-        ["nnUNetv2_predict", "-i", raw_dataset / "imagesTs", "-o", predictions, "-d", spec.dataset_id,
-         "-c", configuration, "-tr", short_trainer, "-f", fold, "-device", device, "-npp", "1", "-nps", "1",
-         "--disable_progress_bar"],
+        [
+            "nnUNetv2_predict",
+            "-i",
+            raw_dataset / "imagesTs",
+            "-o",
+            predictions,
+            "-d",
+            spec.dataset_id,
+            "-c",
+            configuration,
+            "-tr",
+            short_trainer,
+            "-f",
+            fold,
+            "-device",
+            device,
+            "-npp",
+            "1",
+            "-nps",
+            "1",
+            "--disable_progress_bar",
+        ],
         environment,
         log_file,
     )
@@ -123,8 +152,19 @@ def run_demo(
     step("nnUNetv2_evaluate_folder")
     summary_file = predictions / "summary.json"
     seconds["evaluate"] = run_nnunet_command(
-        ["nnUNetv2_evaluate_folder", raw_dataset / "labelsTs", predictions, "-djfile", predictions / "dataset.json",
-         "-pfile", predictions / "plans.json", "-o", summary_file, "-np", "1"],
+        [
+            "nnUNetv2_evaluate_folder",
+            raw_dataset / "labelsTs",
+            predictions,
+            "-djfile",
+            predictions / "dataset.json",
+            "-pfile",
+            predictions / "plans.json",
+            "-o",
+            summary_file,
+            "-np",
+            "1",
+        ],
         environment,
         log_file,
     )

@@ -10,8 +10,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 
 class NNUNetCommandError(RuntimeError):
@@ -57,7 +57,9 @@ def run_nnunet_command(
     with open(log_file, "a") as log:
         log.write(f"$ {' '.join(arguments)}\n")
         log.flush()
-        process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(
+            command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         for line in process.stdout:
             log.write(line)
             tail = (tail + [line])[-40:]

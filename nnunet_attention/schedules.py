@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-_TEMPLATE = '''"""{base} on a short schedule ({epochs} epochs x {iterations} iterations). Written by nnunet-attention."""
+_TEMPLATE = '''"""{base} on a short schedule ({epochs} epochs x {iterations} iterations), by nnunet-attention."""
 
 import torch
 from {module} import {base}

@@ -32,8 +32,10 @@ def make_plan(spatial_dims: int, n_stages: int, anisotropic: bool, residual: boo
             counts[axis] += stride[-1] == 2
         strides.append(stride)
     # Anisotropic plans convolve in-plane only until the first axis' spacing has caught up (stages 0-1).
-    kernels = [[1 if anisotropic and axis == 0 and stage < 2 else 3 for axis in range(spatial_dims)]
-               for stage in range(n_stages)]
+    kernels = [
+        [1 if anisotropic and axis == 0 and stage < 2 else 3 for axis in range(spatial_dims)]
+        for stage in range(n_stages)
+    ]
     cumulative = [math.prod(stride[axis] for stride in strides) for axis in range(spatial_dims)]
     patch = [c * m for c, m in zip(cumulative, PATCH_MULTIPLIERS[spatial_dims])]
     kwargs = dict(

@@ -3,9 +3,8 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from nnunet_attention.architectures.blocks.attention_gate import AttentionGate
+from torch import nn
 
 
 def reference_gate(gate: AttentionGate, skip: torch.Tensor, gating: torch.Tensor, stride) -> torch.Tensor:

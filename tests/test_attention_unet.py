@@ -5,11 +5,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from plan_factory import PLAN_MATRIX, make_plan
-
 from nnunet_attention.architectures import AttentionUNet, capture_attention_maps
 from nnunet_attention.architectures.blocks.attention_gate import AttentionGate
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from plan_factory import PLAN_MATRIX, make_plan
 
 NUM_CLASSES = 3
 INPUT_CHANNELS = 2
@@ -102,7 +101,8 @@ def test_gate_coefficients_are_captured_in_unit_interval_without_changing_output
     torch.testing.assert_close(plain_output, probed_output)
     assert len(maps) == 4 if gate_top_skip else 3
     cumulative = np.cumprod(np.array(kwargs["strides"]), axis=0)
-    expected_sizes = {tuple(int(p // c) for p, c in zip(patch, cum)) for cum in cumulative[: len(maps) + (not gate_top_skip)]}
+    gated_levels = cumulative[: len(maps) + (not gate_top_skip)]
+    expected_sizes = {tuple(int(p // c) for p, c in zip(patch, cum)) for cum in gated_levels}
     for coefficients in maps.values():
         assert coefficients.shape[:2] == (1, 1)
         assert tuple(coefficients.shape[2:]) in expected_sizes

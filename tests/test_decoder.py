@@ -3,11 +3,10 @@
 import pytest
 import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
-from plan_factory import make_plan
-from torch import nn
-
 from nnunet_attention.architectures.decoder import HookedUNetDecoder
 from nnunet_attention.architectures.plan import build_planned_encoder
+from plan_factory import make_plan
+from torch import nn
 
 
 @pytest.mark.parametrize("deep_supervision", [True, False])

@@ -17,7 +17,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from torch import nn
 
 #: trainer class name -> class, filled by every concrete trainer of this package as it is defined
-TRAINERS: dict[str, type["AttentionTrainerBase"]] = {}
+TRAINERS: dict[str, type[AttentionTrainerBase]] = {}
 
 #: the plan architectures whose ``arch_kwargs`` our architectures understand
 SUPPORTED_PLAN_ARCHITECTURES = (
@@ -34,8 +34,8 @@ def plan_arch_kwargs(configuration_manager: ConfigurationManager) -> dict[str, A
     planned = configuration_manager.network_arch_class_name
     if planned not in SUPPORTED_PLAN_ARCHITECTURES:
         raise ValueError(
-            f"the plan's configuration '{configuration_manager.configuration_name}' names the architecture "
-            f"{planned}; attention trainers build on U-Net plans ({', '.join(SUPPORTED_PLAN_ARCHITECTURES)}). "
+            f"this configuration of the plan names the architecture {planned}; attention trainers build on "
+            f"U-Net plans ({', '.join(SUPPORTED_PLAN_ARCHITECTURES)}). "
             f"Use nnUNetPlans or one of the nnUNetResEncUNet*Plans (-p)."
         )
     kwargs = dict(configuration_manager.network_arch_init_kwargs)

@@ -7,8 +7,8 @@ and ``torch.compile`` see a plain identity and the state dict is unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from torch import nn

@@ -6,7 +6,7 @@ A failure here must never stop nnU-Net from finding its other trainers, so it is
 import warnings
 
 try:
-    from nnunet_attention.trainers import *  # noqa: F401,F403
+    from nnunet_attention.trainers import *  # noqa: F403 - the shim re-exports every trainer
 except Exception as import_error:  # noqa: BLE001 - any failure must leave nnU-Net's lookup working
     warnings.warn(
         f"nnunet-attention trainers are unavailable ({import_error!r}); nnU-Net's other trainers still work. "

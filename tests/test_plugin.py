@@ -1,0 +1,96 @@
+"""The stock nnU-Net lookup finds our trainers after installation, with no manual setting."""
+
+import inspect
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from nnunet_attention.trainers import TRAINERS, AttentionTrainerBase
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+SHIM_FOLDER = os.path.join(os.path.dirname(__import__("nnunet_attention").__file__), "ext_trainers")
+
+
+def run_python(code: str, environment: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=environment, capture_output=True, text=True, timeout=300
+    )
+
+
+def environment_without_ext_trainer() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "nnUNet_extTrainer"}
+
+
+def test_registry_holds_the_attention_unet_trainer():
+    assert "nnUNetTrainerAttentionUNet" in TRAINERS
+
+
+@pytest.mark.parametrize("trainer_name", sorted(TRAINERS))
+def test_trainer_keeps_nnunet_init_signature_and_naming(trainer_name):
+    trainer = TRAINERS[trainer_name]
+    assert issubclass(trainer, nnUNetTrainer)
+    assert inspect.signature(trainer.__init__) == inspect.signature(nnUNetTrainer.__init__)
+    assert trainer_name.startswith("nnUNetTrainer") and "__" not in trainer_name
+    hook = inspect.signature(trainer.build_network_architecture)
+    assert list(hook.parameters) == [
+        "plans_manager",
+        "configuration_manager",
+        "num_input_channels",
+        "num_output_channels",
+        "enable_deep_supervision",
+    ]
+
+
+def test_startup_hook_sets_ext_trainer_and_stock_lookup_finds_every_trainer():
+    names = sorted(TRAINERS)
+    result = run_python(
+        f"""
+        import os, pickle
+        from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+        print("EXT", os.environ["nnUNet_extTrainer"])
+        for name in {names!r}:
+            cls = recursive_find_trainer_class_by_name(name)
+            assert cls.__module__.startswith("nnunet_attention.trainers"), cls.__module__
+            assert pickle.loads(pickle.dumps(cls)) is cls
+            print("FOUND", name)
+        """,
+        environment_without_ext_trainer(),
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"EXT {SHIM_FOLDER}" in result.stdout
+    assert all(f"FOUND {name}" in result.stdout for name in names)
+
+
+def test_startup_hook_keeps_the_users_ext_trainer_value(tmp_path):
+    environment = {**environment_without_ext_trainer(), "nnUNet_extTrainer": str(tmp_path)}
+    result = run_python("import os; print(os.environ['nnUNet_extTrainer'])", environment)
+    assert result.stdout.strip() == os.pathsep.join([str(tmp_path), SHIM_FOLDER])
+
+
+def test_broken_package_import_leaves_other_external_trainers_findable(tmp_path):
+    (tmp_path / "user_trainers.py").write_text(
+        "from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer\n"
+        "class nnUNetTrainerUserVariant(nnUNetTrainer):\n    pass\n"
+    )
+    # our shim folder first, so the lookup imports it before reaching the user's folder
+    ext_trainer = os.pathsep.join([SHIM_FOLDER, str(tmp_path)])
+    environment = {**environment_without_ext_trainer(), "nnUNet_extTrainer": ext_trainer}
+    result = run_python(
+        """
+        import sys
+        sys.modules["nnunet_attention.trainers"] = None  # the package's trainers fail to import
+        from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+        print("FOUND", recursive_find_trainer_class_by_name("nnUNetTrainerUserVariant").__name__)
+        """,
+        environment,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "FOUND nnUNetTrainerUserVariant" in result.stdout
+    assert "nnunet-attention trainers are unavailable" in result.stderr
+
+
+def test_base_trainer_without_architecture_says_what_to_use():
+    with pytest.raises(TypeError, match="sets no architecture_class; use one of"):
+        AttentionTrainerBase.build_network_architecture(None, None, 1, 2, True)
