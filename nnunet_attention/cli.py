@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .nnunet_commands import NNUNetCommandError
+
 
 def _add_demo_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -113,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"demo": _run_demo, "synth": _run_synth}
     try:
         return handlers[args.command](args)
-    except (ValueError, FileExistsError) as error:
+    except (ValueError, FileExistsError, NNUNetCommandError) as error:
         print(f"nnunet-attention {args.command}: error: {error}", file=sys.stderr)
         return 2
 

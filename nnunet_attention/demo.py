@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .nnunet_commands import nnunet_environment, run_nnunet_command
+from .nnunet_commands import evaluate_arguments, nnunet_environment, predict_arguments, run_nnunet_command
 from .schedules import with_ext_trainer_folder, write_short_schedule_trainer
 from .synth import LABELS, SynthSpec, write_dataset
 
@@ -50,7 +50,13 @@ def resolve_trainer(trainer_name: str) -> type:
         return TRAINERS[trainer_name]
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
-    return recursive_find_trainer_class_by_name(trainer_name)
+    try:
+        return recursive_find_trainer_class_by_name(trainer_name)
+    except RuntimeError as error:
+        raise ValueError(
+            f"unknown trainer {trainer_name!r}: it is neither one of ours ({', '.join(sorted(TRAINERS))}) nor an "
+            f"nnU-Net trainer nor in nnUNet_extTrainer"
+        ) from error
 
 
 def read_dice(summary_file: Path) -> tuple[dict[str, float], float]:
@@ -123,28 +129,8 @@ def run_demo(
     predictions = workdir / "predictions" / f"{short_trainer}__{configuration}"
     step(f"nnUNetv2_predict held-out cases -> {predictions}")
     seconds["predict"] = run_nnunet_command(
-        [
-            "nnUNetv2_predict",
-            "-i",
-            raw_dataset / "imagesTs",
-            "-o",
-            predictions,
-            "-d",
-            spec.dataset_id,
-            "-c",
-            configuration,
-            "-tr",
-            short_trainer,
-            "-f",
-            fold,
-            "-device",
-            device,
-            "-npp",
-            "1",
-            "-nps",
-            "1",
-            "--disable_progress_bar",
-        ],
+        predict_arguments(raw_dataset / "imagesTs", predictions, spec.dataset_id, configuration, short_trainer, fold,
+                          device),
         environment,
         log_file,
     )
@@ -152,19 +138,7 @@ def run_demo(
     step("nnUNetv2_evaluate_folder")
     summary_file = predictions / "summary.json"
     seconds["evaluate"] = run_nnunet_command(
-        [
-            "nnUNetv2_evaluate_folder",
-            raw_dataset / "labelsTs",
-            predictions,
-            "-djfile",
-            predictions / "dataset.json",
-            "-pfile",
-            predictions / "plans.json",
-            "-o",
-            summary_file,
-            "-np",
-            "1",
-        ],
+        evaluate_arguments(raw_dataset / "labelsTs", predictions, predictions / "plans.json", summary_file),
         environment,
         log_file,
     )

@@ -36,6 +36,21 @@ def nnunet_environment(workdir: str | os.PathLike, device: str, base: dict[str, 
     return environment
 
 
+def predict_arguments(
+    images: Path, output: Path, dataset_id: int, configuration: str, trainer: str, folds: str, device: str, *extra: str
+) -> list:
+    """``nnUNetv2_predict`` on a folder, with one preprocessing and one export worker (small runs only: nnU-Net's
+    default worker pools take longer to start than a few cases take to predict)."""
+    return ["nnUNetv2_predict", "-i", images, "-o", output, "-d", dataset_id, "-c", configuration, "-tr", trainer,
+            "-f", *folds.split(), "-device", device, "-npp", "1", "-nps", "1", "--disable_progress_bar", *extra]
+
+
+def evaluate_arguments(labels: Path, predictions: Path, plans_file: Path, summary_file: Path) -> list:
+    """``nnUNetv2_evaluate_folder`` of ``predictions`` against ``labels``; the dataset.json is the labels' dataset's."""
+    return ["nnUNetv2_evaluate_folder", labels, predictions, "-djfile", labels.parent / "dataset.json",
+            "-pfile", plans_file, "-o", summary_file, "-np", "1"]
+
+
 def run_nnunet_command(
     arguments: Sequence[str],
     environment: dict[str, str],

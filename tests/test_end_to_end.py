@@ -16,36 +16,25 @@ import pytest
 from nnunet_attention.trainers import TRAINERS
 
 from nnunet_attention.demo import DEMO_DATASETS
-from nnunet_attention.nnunet_commands import nnunet_environment, run_nnunet_command
+from nnunet_attention.nnunet_commands import (
+    evaluate_arguments,
+    nnunet_environment,
+    predict_arguments,
+    run_nnunet_command,
+)
 from nnunet_attention.schedules import short_schedule_name, with_ext_trainer_folder
 
 pytestmark = pytest.mark.e2e
 
 #: (epochs, iterations per epoch, held-out mean foreground Dice bar) per configuration
-SCHEDULES = {"2d": (4, 15, 0.6), "3d_fullres": (4, 10, 0.4)}
+SCHEDULES = {"2d": (6, 20, 0.6), "3d_fullres": (4, 10, 0.4)}
 UNTRAINED_SCHEDULE = (1, 1)
 
 
 def run_demo_command(trainer: str, configuration: str, epochs: int, iterations: int, workdir: Path) -> float:
-    command = [
-        sys.executable,
-        "-m",
-        "nnunet_attention.cli",
-        "demo",
-        "--trainer",
-        trainer,
-        "--config",
-        configuration,
-        "--epochs",
-        str(epochs),
-        "--iterations",
-        str(iterations),
-        "--device",
-        "cpu",
-        "--workdir",
-        str(workdir),
-        "--quiet",
-    ]
+    command = [sys.executable, "-m", "nnunet_attention.cli", "demo", "--trainer", trainer, "--config", configuration,
+               "--epochs", str(epochs), "--iterations", str(iterations), "--device", "cpu", "--workdir", str(workdir),
+               "--quiet"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     last_line = result.stdout.strip().splitlines()[-1]
@@ -76,83 +65,18 @@ def test_stock_commands_train_predict_ensemble_and_evaluate(trainer_name, config
     model_folder = results / f"{short_trainer}__nnUNetPlans__{configuration}"
     log = tmp_path / "commands.log"
     sequential = ["-device", "cpu", "-npp", "1", "-nps", "1", "--save_probabilities", "--disable_progress_bar"]
-    run_nnunet_command(
-        [
-            "nnUNetv2_predict_from_modelfolder",
-            "-i",
-            raw / "imagesTs",
-            "-o",
-            tmp_path / "final",
-            "-m",
-            model_folder,
-            "-f",
-            "0",
-            *sequential,
-        ],
-        environment,
-        log,
-    )
-    run_nnunet_command(
-        [
-            "nnUNetv2_predict",
-            "-i",
-            raw / "imagesTs",
-            "-o",
-            tmp_path / "best",
-            "-d",
-            spec.dataset_id,
-            "-c",
-            configuration,
-            "-tr",
-            short_trainer,
-            "-f",
-            "0",
-            "-chk",
-            "checkpoint_best.pth",
-            *sequential,
-        ],
-        environment,
-        log,
-    )
-    run_nnunet_command(
-        ["nnUNetv2_ensemble", "-i", tmp_path / "final", tmp_path / "best", "-o", tmp_path / "ensemble", "-np", "1"],
-        environment,
-        log,
-    )
+    run_nnunet_command(["nnUNetv2_predict_from_modelfolder", "-i", raw / "imagesTs", "-o", tmp_path / "final",
+                        "-m", model_folder, "-f", "0", *sequential], environment, log)
+    run_nnunet_command(predict_arguments(raw / "imagesTs", tmp_path / "best", spec.dataset_id, configuration,
+                                         short_trainer, "0", "cpu", "-chk", "checkpoint_best.pth",
+                                         "--save_probabilities"), environment, log)
+    run_nnunet_command(["nnUNetv2_ensemble", "-i", tmp_path / "final", tmp_path / "best", "-o", tmp_path / "ensemble",
+                        "-np", "1"], environment, log)
     summary = tmp_path / "ensemble" / "summary.json"
-    run_nnunet_command(
-        [
-            "nnUNetv2_evaluate_folder",
-            raw / "labelsTs",
-            tmp_path / "ensemble",
-            "-djfile",
-            raw / "dataset.json",
-            "-pfile",
-            model_folder / "plans.json",
-            "-o",
-            summary,
-            "-np",
-            "1",
-        ],
-        environment,
-        log,
-    )
+    evaluation = evaluate_arguments(raw / "labelsTs", tmp_path / "ensemble", model_folder / "plans.json", summary)
+    run_nnunet_command(evaluation, environment, log)
     assert json.loads(summary.read_text())["foreground_mean"]["Dice"] > bar
-    run_nnunet_command(
-        [
-            "nnUNetv2_find_best_configuration",
-            spec.dataset_id,
-            "-c",
-            configuration,
-            "-tr",
-            short_trainer,
-            "-f",
-            "0",
-            "-np",
-            "1",
-        ],
-        environment,
-        log,
-    )
+    run_nnunet_command(["nnUNetv2_find_best_configuration", spec.dataset_id, "-c", configuration, "-tr", short_trainer,
+                        "-f", "0", "-np", "1"], environment, log)
     inference_information = json.loads((results / "inference_information.json").read_text())
     assert inference_information["best_model_or_ensemble"]["selected_model_or_models"][0]["trainer"] == short_trainer
