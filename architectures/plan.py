@@ -8,14 +8,10 @@ those names; architectures read :class:`PlanGeometry` and receive the encoder nn
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dynamic_network_architectures.building_blocks.helper import (
-    convert_conv_op_to_dim,
-    maybe_convert_scalar_to_list,
-)
+from dynamic_network_architectures.building_blocks.helper import maybe_convert_scalar_to_list
 from dynamic_network_architectures.building_blocks.plain_conv_encoder import PlainConvEncoder
 from dynamic_network_architectures.building_blocks.residual_encoders import ResidualEncoder
 from dynamic_network_architectures.initialization.weight_init import InitWeights_He, init_last_bn_before_add_to_0
@@ -39,43 +35,13 @@ class PlanGeometry:
     """The plan's per-stage layout, with every per-axis value expanded to one entry per spatial axis.
 
     Stage 0 is the highest resolution. ``strides[s]`` is the stride *into* stage ``s`` (stage 0's is
-    usually all ones); ``cumulative_strides[s]`` is the total downsampling of stage ``s`` w.r.t. the input.
+    usually all ones), so ``strides[s + 1]`` is the stride between the skip of stage ``s`` and the level below.
     """
 
     conv_op: type[nn.Module]
     features_per_stage: tuple[int, ...]
     kernel_sizes: tuple[tuple[int, ...], ...]
     strides: tuple[tuple[int, ...], ...]
-
-    @property
-    def n_stages(self) -> int:
-        return len(self.features_per_stage)
-
-    @property
-    def spatial_dims(self) -> int:
-        return convert_conv_op_to_dim(self.conv_op)
-
-    @property
-    def cumulative_strides(self) -> tuple[tuple[int, ...], ...]:
-        scales, current = [], [1] * self.spatial_dims
-        for stride in self.strides:
-            current = [c * s for c, s in zip(current, stride)]
-            scales.append(tuple(current))
-        return tuple(scales)
-
-    def feature_map_sizes(self, patch_size: Sequence[int]) -> tuple[tuple[int, ...], ...]:
-        """Spatial size of every stage's output for an input of ``patch_size`` (as nnU-Net's planner)."""
-        return tuple(tuple(p // c for p, c in zip(patch_size, cum)) for cum in self.cumulative_strides)
-
-    def check_patch_size(self, patch_size: Sequence[int]) -> None:
-        """Raise a ValueError naming the fix if ``patch_size`` does not fit the plan's total stride."""
-        total = self.cumulative_strides[-1]
-        if len(patch_size) != self.spatial_dims or any(p % t for p, t in zip(patch_size, total)):
-            raise ValueError(
-                f"patch size {list(patch_size)} does not fit this plan: it needs {self.spatial_dims} axes, "
-                f"each divisible by the total stride {list(total)}. Use the plan's patch_size or a multiple "
-                f"of the total stride."
-            )
 
 
 def _as_per_stage(value: Any, n_stages: int, name: str) -> list:
