@@ -6,7 +6,8 @@
 
 from .attention_unet import AttentionUNet
 from .blocks.attention_probe import attention_probe_descriptions, capture_attention_maps
+from .mt_unet import MTUNet
 
-ARCHITECTURES = {cls.__name__: cls for cls in (AttentionUNet,)}
+ARCHITECTURES = {cls.__name__: cls for cls in (AttentionUNet, MTUNet)}
 
-__all__ = ["ARCHITECTURES", "AttentionUNet", "attention_probe_descriptions", "capture_attention_maps"]
+__all__ = ["ARCHITECTURES", "AttentionUNet", "MTUNet", "attention_probe_descriptions", "capture_attention_maps"]

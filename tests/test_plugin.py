@@ -4,6 +4,7 @@ import inspect
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -14,8 +15,11 @@ SHIM_FOLDER = os.path.join(os.path.dirname(__import__("nnunet_attention").__file
 
 
 def run_python(code: str, environment: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter outside the checkout (``python -c`` puts the working directory
+    first on sys.path, where the source folder would shadow the installed package under test)."""
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], env=environment, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", textwrap.dedent(code)], env=environment, capture_output=True, text=True, timeout=300,
+        cwd=tempfile.gettempdir(),
     )
 
 

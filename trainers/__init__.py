@@ -5,5 +5,6 @@
 
 from .attention_unet import nnUNetTrainerAttentionUNet
 from .base import TRAINERS, AttentionTrainerBase
+from .mt_unet import nnUNetTrainerMTUNet
 
-__all__ = ["TRAINERS", "AttentionTrainerBase", "nnUNetTrainerAttentionUNet"]
+__all__ = ["TRAINERS", "AttentionTrainerBase", "nnUNetTrainerAttentionUNet", "nnUNetTrainerMTUNet"]

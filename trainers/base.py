@@ -9,6 +9,7 @@ nnU-Net's. Every concrete trainer defined in :mod:`nnunet_attention.trainers` re
 
 from __future__ import annotations
 
+import inspect
 import pydoc
 from typing import Any, ClassVar
 
@@ -48,6 +49,13 @@ def plan_arch_kwargs(configuration_manager: ConfigurationManager) -> dict[str, A
     return kwargs
 
 
+def patch_size_kwargs(architecture_class: type[nn.Module], patch_size) -> dict[str, Any]:
+    """``{"patch_size": ...}`` for architectures that size their attention from the plan's patch, else ``{}``."""
+    if "patch_size" in inspect.signature(architecture_class).parameters:
+        return {"patch_size": tuple(patch_size)}
+    return {}
+
+
 class AttentionTrainerBase(nnUNetTrainer):
     """nnU-Net trainer whose network is ``architecture_class`` built from the configuration's plan.
 
@@ -80,6 +88,7 @@ class AttentionTrainerBase(nnUNetTrainer):
             num_classes=num_output_channels,
             deep_supervision=enable_deep_supervision,
             **plan_arch_kwargs(configuration_manager),
+            **patch_size_kwargs(cls.architecture_class, configuration_manager.patch_size),
             **cls.architecture_kwargs,
         )
         network.apply(network.initialize)

@@ -1,0 +1,130 @@
+"""MT-UNet (Wang et al., "Mixed Transformer U-Net for Medical Image Segmentation", ICASSP 2022) on an nnU-Net plan.
+
+The planned U-Net keeps its convolutional stages; Mixed Transformer Modules (MTMs, two per level as in the
+authors' code) follow the convolutions of the deep, small levels: in the encoder, at the bottleneck and
+in the decoder stages that come back up through those levels. Which levels get MTMs is derived from the
+plan: the deepest ``max_mtm_levels`` levels whose grid has at most ``mtm_max_tokens`` tokens (the paper
+uses 3 levels, 28², 14² and 7² at 224² input), the bottleneck always; ``mtm_levels`` overrides it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from .blocks.heads import heads_for
+from .blocks.mixed_transformer import MixedTransformerStage
+from .blocks.windows import window_shape_for
+from .decoder import HookedUNetDecoder
+from .encoder import encode_with_stage_blocks
+from .plan import (
+    build_planned_encoder,
+    decoder_convs_per_stage,
+    initialize_module_like_nnunet,
+    is_residual_plan,
+    read_geometry,
+)
+
+
+def stage_grids(patch_size: Sequence[int], strides: Sequence[Sequence[int]]) -> list[tuple[int, ...]]:
+    """Spatial size of every level's feature map for a ``patch_size`` input."""
+    grids, current = [], list(patch_size)
+    for stride in strides:
+        current = [c // s for c, s in zip(current, stride)]
+        grids.append(tuple(current))
+    return grids
+
+
+def choose_mtm_levels(grids: Sequence[Sequence[int]] | None, n_stages: int, max_tokens: int, max_levels: int) -> list:
+    """Deepest ``max_levels`` levels with at most ``max_tokens`` tokens, the bottleneck always included."""
+    deepest = list(range(max(0, n_stages - max_levels), n_stages))
+    if grids is None:
+        return deepest
+    return [s for s in deepest if s == n_stages - 1 or math.prod(grids[s]) <= max_tokens]
+
+
+class MTUNet(nn.Module):
+    """nnU-Net's planned U-Net with Mixed Transformer Modules at the deep levels.
+
+    Args:
+        input_channels, num_classes: from the dataset.
+        deep_supervision: return nnU-Net's list of logits (highest resolution first).
+        patch_size: the plan's patch size; sets the MTM levels and each level's window. Without it the
+            deepest ``max_mtm_levels`` levels get MTMs and every axis is assumed to be at least a window long.
+        mtm_levels: explicit level indices (0 = highest resolution) for MTMs; overrides the choice.
+        mtm_max_tokens, max_mtm_levels: the choice from the patch size (see the module docstring).
+        mtm_depth: MTMs per level (paper: 2).
+        window_size: LGG-SA window per axis (paper: 4), shrunk to the axis length on smaller grids.
+        max_heads: heads of the window attention and of external attention (paper: 8), reduced to a divisor
+            of the level's channels.
+        memory_slots: external attention memory per head (paper: 64).
+        **plan_kwargs: the plan's ``arch_kwargs`` (``PlainConvUNet`` or ``ResidualEncoderUNet``).
+    """
+
+    def __init__(
+        self,
+        input_channels: int,
+        num_classes: int,
+        deep_supervision: bool = False,
+        patch_size: Sequence[int] | None = None,
+        mtm_levels: Sequence[int] | None = None,
+        mtm_max_tokens: int = 1024,
+        max_mtm_levels: int = 3,
+        mtm_depth: int = 2,
+        window_size: int = 4,
+        max_heads: int = 8,
+        memory_slots: int = 64,
+        **plan_kwargs: Any,
+    ):
+        super().__init__()
+        geometry = read_geometry(plan_kwargs)
+        n_stages = len(geometry.features_per_stage)
+        grids = None if patch_size is None else stage_grids(patch_size, geometry.strides)
+        if mtm_levels is None:
+            mtm_levels = choose_mtm_levels(grids, n_stages, mtm_max_tokens, max_mtm_levels)
+        elif not all(0 <= level < n_stages for level in mtm_levels):
+            raise ValueError(f"mtm_levels {list(mtm_levels)} must be level indices in 0..{n_stages - 1}")
+        self.mtm_levels = tuple(sorted(mtm_levels))
+        self.residual_plan = is_residual_plan(plan_kwargs)
+
+        def mtm_stage(level: int) -> nn.Module:
+            if level not in self.mtm_levels:
+                return nn.Identity()
+            channels = geometry.features_per_stage[level]
+            grid = grids[level] if grids is not None else (window_size,) * len(geometry.strides[0])
+            return MixedTransformerStage(
+                geometry.conv_op, channels, window_shape_for(grid, window_size), heads_for(channels, max_heads),
+                memory_slots, mtm_depth,
+            )
+
+        self.encoder = build_planned_encoder(input_channels, plan_kwargs)
+        self.encoder_blocks = nn.ModuleList([mtm_stage(level) for level in range(n_stages)])
+        # decoder stage s produces level n_stages - 2 - s; MTMs there for the levels below the bottleneck
+        decoder_blocks = [mtm_stage(n_stages - 2 - s) for s in range(n_stages - 1)]
+        self.decoder = HookedUNetDecoder(
+            self.encoder, num_classes, decoder_convs_per_stage(plan_kwargs), deep_supervision,
+            stage_blocks=decoder_blocks,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        return self.decoder(encode_with_stage_blocks(self.encoder, self.encoder_blocks, x))
+
+    def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> int:
+        """Voxels of feature maps held for backward: the planned U-Net's, plus for every MTM about 12 maps
+        of its level's size (norms, q/k/v, attention outputs, the 4x external-attention projection)."""
+        grids = stage_grids(input_size, self.encoder.strides)
+        channels = self.encoder.output_channels
+        transformer = 0
+        for level in self.mtm_levels:
+            uses = 1 + (level < len(grids) - 1)  # encoder, and the decoder stage coming back up
+            depth = len(self.encoder_blocks[level].blocks)
+            transformer += uses * depth * 12 * channels[level] * math.prod(grids[level])
+        planned = self.encoder.compute_conv_feature_map_size(input_size)
+        return int(planned + self.decoder.compute_conv_feature_map_size(input_size) + transformer)
+
+    def initialize(self, module: nn.Module) -> None:
+        initialize_module_like_nnunet(module, self.residual_plan)

@@ -1,0 +1,122 @@
+"""The contract every architecture keeps, over the plan matrix (2D/3D, isotropic/[1,2,2], 4-7 stages).
+
+Parametrized over ``ARCHITECTURES``: an architecture added to the registry is covered here.
+"""
+
+import inspect
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from nnunet_attention.architectures import ARCHITECTURES
+from nnunet_attention.architectures.blocks.gaussian_axial_attention import GaussianAxialAttention
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from plan_factory import PLAN_MATRIX, make_plan
+
+NUM_CLASSES = 3
+INPUT_CHANNELS = 2
+#: parameters whose gradient is zero by construction (documented where they are defined)
+ZERO_GRADIENT_BY_DESIGN = ("global_attention.bias",)
+
+
+def build(name, kwargs, patch, deep_supervision, nnunet_init=True, seed=0):
+    architecture = ARCHITECTURES[name]
+    extra = {"patch_size": patch} if "patch_size" in inspect.signature(architecture).parameters else {}
+    torch.manual_seed(seed)
+    network = architecture(INPUT_CHANNELS, NUM_CLASSES, deep_supervision=deep_supervision, **kwargs, **extra)
+    if nnunet_init:
+        network.apply(network.initialize)
+    return network
+
+
+def nnunet_deep_supervision_scales(strides):
+    """nnU-Net's own scales for this plan, from the trainer method itself."""
+    trainer_view = SimpleNamespace(
+        enable_deep_supervision=True, configuration_manager=SimpleNamespace(pool_op_kernel_sizes=strides)
+    )
+    return nnUNetTrainer._get_deep_supervision_scales(trainer_view)
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("spatial_dims,n_stages,anisotropic", PLAN_MATRIX)
+def test_outputs_match_nnunet_deep_supervision_scales(name, spatial_dims, n_stages, anisotropic):
+    kwargs, patch = make_plan(spatial_dims, n_stages, anisotropic)
+    network = build(name, kwargs, patch, deep_supervision=True)
+    image = torch.randn(2, INPUT_CHANNELS, *patch)
+    with torch.no_grad():
+        outputs = network(image)
+    scales = nnunet_deep_supervision_scales(kwargs["strides"])
+    assert len(outputs) == len(scales) == n_stages - 1
+    for output, scale in zip(outputs, scales):
+        assert list(output.shape) == [2, NUM_CLASSES, *[round(p * s) for p, s in zip(patch, scale)]]
+
+    network.decoder.deep_supervision = False
+    with torch.no_grad():
+        single = network(image)
+    assert list(single.shape) == [2, NUM_CLASSES, *patch]
+    torch.testing.assert_close(single, outputs[0])
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("residual", [False, True], ids=["plain", "resenc"])
+@pytest.mark.parametrize("spatial_dims,n_stages,anisotropic", PLAN_MATRIX)
+def test_same_state_dict_with_and_without_deep_supervision(name, spatial_dims, n_stages, anisotropic, residual):
+    kwargs, patch = make_plan(spatial_dims, n_stages, anisotropic, residual=residual)
+    with_ds = build(name, kwargs, patch, deep_supervision=True).state_dict()
+    without_ds = build(name, kwargs, patch, deep_supervision=False)
+    assert list(with_ds) == list(without_ds.state_dict())
+    without_ds.load_state_dict(with_ds, strict=True)
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+@pytest.mark.parametrize(
+    "spatial_dims,n_stages,anisotropic,residual",
+    [(2, 5, False, False), (2, 4, True, True), (3, 4, True, False), (3, 5, False, True)],
+)
+def test_every_parameter_receives_a_gradient(name, spatial_dims, n_stages, anisotropic, residual):
+    kwargs, patch = make_plan(spatial_dims, n_stages, anisotropic, residual=residual)
+    # PyTorch's default init: nnU-Net's ResEnc init zeroes each block's last norm, which zeroes the
+    # block's other gradients in the first step by design.
+    network = build(name, kwargs, patch, deep_supervision=True, nnunet_init=False)
+    # axial attention over a single window token has a constant softmax: its q, k and shift get no signal
+    single_token_grids = set()
+    for module_name, module in network.named_modules():
+        if isinstance(module, GaussianAxialAttention):
+            module.register_forward_hook(
+                lambda _m, inputs, _out, prefix=module_name: single_token_grids.add(prefix)
+                if math.prod(inputs[0].shape[1:-1]) == 1 else None
+            )
+    outputs = network(torch.randn(2, INPUT_CHANNELS, *patch))
+    sum(o.square().mean() for o in outputs).backward()
+    assert all(p.grad is not None for p in network.parameters())
+    silent = [n for n, p in network.named_parameters() if not torch.any(p.grad != 0)]
+    without_signal = [
+        n for n in silent
+        if not n.endswith(ZERO_GRADIENT_BY_DESIGN) and not any(n.startswith(g + ".") for g in single_token_grids)
+    ]
+    assert not without_signal
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_feature_map_size_estimate_grows_with_patch(name):
+    kwargs, patch = make_plan(3, 5, anisotropic=True)
+    network = build(name, kwargs, patch, deep_supervision=True)
+    small = network.compute_conv_feature_map_size(patch)
+    large = network.compute_conv_feature_map_size([p * 2 for p in patch])
+    assert 0 < small < large
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_unknown_plan_key_is_rejected_with_its_name(name):
+    kwargs, _ = make_plan(2, 4, anisotropic=False)
+    with pytest.raises(TypeError, match="unknown plan arch_kwargs \\['n_convs_per_stag'\\]"):
+        ARCHITECTURES[name](1, 2, **kwargs, n_convs_per_stag=2)
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_missing_encoder_depth_is_rejected(name):
+    kwargs, _ = make_plan(2, 4, anisotropic=False)
+    del kwargs["n_conv_per_stage"]
+    with pytest.raises(TypeError, match="n_conv_per_stage', 'n_blocks_per_stage'"):
+        ARCHITECTURES[name](1, 2, **kwargs)
