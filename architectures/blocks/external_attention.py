@@ -10,12 +10,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .precision import at_least_float32
+
 
 class ExternalAttention(nn.Module):
     """Args: ``dim`` C, ``heads`` (C divisible by it), ``memory_slots`` per head (paper: 64), ``expansion``
     of the query projection (paper: 4; the heads are multiplied by it, so each keeps C / heads channels).
 
-    Forward: ``(B, N, C)`` -> ``(B, N, C)``. The normalisations run in float32 (a softmax over all tokens
+    Forward: ``(B, N, C)`` -> ``(B, N, C)``. The normalisations run in at least float32 (a softmax over all tokens
     overflows fp16 easily).
     """
 
@@ -34,7 +36,7 @@ class ExternalAttention(nn.Module):
         batch, n_tokens, _ = tokens.shape
         queries = self.query(tokens).view(batch, n_tokens, self.heads, -1).transpose(1, 2)  # (B, H, N, d)
         scores = self.memory_key(queries)  # (B, H, N, slots)
-        attention = scores.float().softmax(dim=-2)
+        attention = at_least_float32(scores).softmax(dim=-2)
         attention = attention / (1e-9 + attention.sum(dim=-1, keepdim=True))
-        read = self.memory_value(attention.to(queries.dtype))  # (B, H, N, d)
+        read = self.memory_value(attention.to(scores.dtype))  # (B, H, N, d)
         return self.projection(read.transpose(1, 2).reshape(batch, n_tokens, -1))

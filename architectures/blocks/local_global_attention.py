@@ -19,6 +19,7 @@ from torch import nn
 
 from .attention_probe import AttentionProbe
 from .gaussian_axial_attention import GaussianAxialAttention
+from .precision import stable_softmax
 from .windows import merge_windows, pad_to_windows, partition_windows
 
 _LINEAR_MODE = {1: "linear", 2: "bilinear", 3: "trilinear"}
@@ -62,7 +63,7 @@ class WindowAggregation(nn.Module):
             real = real_tokens.to(windows.dtype)[None, :, :, None]  # (1, W, T, 1)
             mean_token = (windows * real).sum(dim=2) / real.sum(dim=2)
             logits = self.weights(mean_token).masked_fill(~real_tokens[None], float("-inf"))
-        weights = logits.float().softmax(dim=-1).to(windows.dtype)
+        weights = stable_softmax(logits, dim=-1)
         return torch.einsum("bwt,bwtc->bwc", weights, windows), weights
 
 
