@@ -6,8 +6,11 @@
 
 from .attention_unet import AttentionUNet
 from .blocks.attention_probe import attention_probe_descriptions, capture_attention_maps
+from .mcanet import MCANet
 from .mt_unet import MTUNet
 
-ARCHITECTURES = {cls.__name__: cls for cls in (AttentionUNet, MTUNet)}
+ARCHITECTURES = {cls.__name__: cls for cls in (AttentionUNet, MCANet, MTUNet)}
 
-__all__ = ["ARCHITECTURES", "AttentionUNet", "MTUNet", "attention_probe_descriptions", "capture_attention_maps"]
+__all__ = [
+    "ARCHITECTURES", "AttentionUNet", "MCANet", "MTUNet", "attention_probe_descriptions", "capture_attention_maps",
+]

@@ -1,6 +1,5 @@
-"""The contract every architecture keeps, over the plan matrix (2D/3D, isotropic/[1,2,2], 4-7 stages).
-
-Parametrized over ``ARCHITECTURES``: an architecture added to the registry is covered here.
+"""The contract every trainer's architecture keeps, over the plan matrix (2D/3D, isotropic/[1,2,2], 4-7
+stages). Parametrized over the trainer registry: a trainer added to the package is covered here.
 """
 
 import inspect
@@ -9,8 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from nnunet_attention.architectures import ARCHITECTURES
+import torch.nn.functional as F
 from nnunet_attention.architectures.blocks.gaussian_axial_attention import GaussianAxialAttention
+from nnunet_attention.trainers import TRAINERS
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from plan_factory import PLAN_MATRIX, make_plan
 
@@ -18,6 +18,9 @@ NUM_CLASSES = 3
 INPUT_CHANNELS = 2
 #: parameters whose gradient is zero by construction (documented where they are defined)
 ZERO_GRADIENT_BY_DESIGN = ("global_attention.bias",)
+
+
+ARCHITECTURES = {name: trainer.architecture_class for name, trainer in TRAINERS.items()}
 
 
 def build(name, kwargs, patch, deep_supervision, nnunet_init=True, seed=0):
@@ -30,12 +33,12 @@ def build(name, kwargs, patch, deep_supervision, nnunet_init=True, seed=0):
     return network
 
 
-def nnunet_deep_supervision_scales(strides):
-    """nnU-Net's own scales for this plan, from the trainer method itself."""
+def deep_supervision_scales(trainer_class, strides):
+    """The scales a trainer's loss and data loader use for this plan, from the trainer method itself."""
     trainer_view = SimpleNamespace(
         enable_deep_supervision=True, configuration_manager=SimpleNamespace(pool_op_kernel_sizes=strides)
     )
-    return nnUNetTrainer._get_deep_supervision_scales(trainer_view)
+    return trainer_class._get_deep_supervision_scales(trainer_view)
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
@@ -46,8 +49,11 @@ def test_outputs_match_nnunet_deep_supervision_scales(name, spatial_dims, n_stag
     image = torch.randn(2, INPUT_CHANNELS, *patch)
     with torch.no_grad():
         outputs = network(image)
-    scales = nnunet_deep_supervision_scales(kwargs["strides"])
-    assert len(outputs) == len(scales) == n_stages - 1
+    scales = deep_supervision_scales(TRAINERS[name], kwargs["strides"])
+    nnunet_scales = deep_supervision_scales(nnUNetTrainer, kwargs["strides"])
+    # highest resolution first, a prefix of nnU-Net's scales, at least two (one output makes nnU-Net's weights NaN)
+    assert len(outputs) == len(scales) >= 2
+    assert [list(s) for s in scales] == [list(s) for s in nnunet_scales[: len(scales)]]
     for output, scale in zip(outputs, scales):
         assert list(output.shape) == [2, NUM_CLASSES, *[round(p * s) for p, s in zip(patch, scale)]]
 
@@ -120,3 +126,37 @@ def test_missing_encoder_depth_is_rejected(name):
     del kwargs["n_conv_per_stage"]
     with pytest.raises(TypeError, match="n_conv_per_stage', 'n_blocks_per_stage'"):
         ARCHITECTURES[name](1, 2, **kwargs)
+
+
+def amp_training_step(network, optimizer, scaler, image, target, dtype) -> torch.Tensor:
+    """nnU-Net's step: autocast forward, deep-supervision CE, scaled backward, unscale, step, update."""
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast("cpu", dtype=dtype):
+        outputs = network(image)
+        loss = sum(
+            F.cross_entropy(logits.float(), F.interpolate(target[:, None].float(), size=logits.shape[2:])[:, 0].long())
+            for logits in outputs
+        )
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach()
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_amp_training_stays_finite(name, spatial_dims, dtype):
+    kwargs, patch = make_plan(spatial_dims, 4, anisotropic=spatial_dims == 3)
+    network = build(name, kwargs, patch, deep_supervision=True)
+    optimizer = torch.optim.SGD(network.parameters(), 1e-2, momentum=0.99, nesterov=True)
+    scaler = torch.amp.GradScaler("cpu", enabled=dtype == torch.float16)
+    image = torch.randn(2, INPUT_CHANNELS, *patch) * 10  # z-scored CT-like intensities reach ±10
+    target = torch.randint(0, NUM_CLASSES, (2, *patch))
+    before = [p.detach().clone() for p in network.parameters()]
+    # fp16: the scaler may skip the first steps (its initial scale 2^16 overflows), as under nnU-Net
+    losses = [amp_training_step(network, optimizer, scaler, image, target, dtype) for _ in range(4)]
+    assert all(torch.isfinite(loss) for loss in losses)
+    assert all(torch.isfinite(p).all() for p in network.parameters())
+    assert any(not torch.equal(b, p) for b, p in zip(before, network.parameters())), "no step was taken"

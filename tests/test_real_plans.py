@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -78,7 +79,12 @@ def test_network_from_nnunet_planner_runs_at_planned_patch(planned, trainer_name
             with torch.no_grad():
                 outputs = network(torch.randn(1, spec.n_channels, *patch))
             if deep_supervision:
-                assert len(outputs) == len(strides) - 1
+                # one output per scale the trainer's loss and data loader use (nnU-Net's n_stages - 1, or a prefix)
+                trainer_view = SimpleNamespace(
+                    enable_deep_supervision=True, configuration_manager=configuration_manager
+                )
+                scales = TRAINERS[trainer_name]._get_deep_supervision_scales(trainer_view)
+                assert 2 <= len(outputs) == len(scales) <= len(strides) - 1
                 assert list(outputs[1].shape[2:]) == [p // s for p, s in zip(patch, strides[1])]
                 outputs = outputs[0]
             assert list(outputs.shape) == [1, 4, *patch]

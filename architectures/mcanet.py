@@ -1,0 +1,183 @@
+"""MCANet (Shao et al., "MCANet: Medical Image Segmentation with Multi-Scale Cross-Axis Attention") on an
+nnU-Net plan.
+
+The MCA decode head sits on nnU-Net's planned encoder (plain or ResEnc) instead of MSCAN: the deepest
+stages (E2..E4: the last ``min(3, n_stages - 2)`` levels) are resized to E2's grid, concatenated and
+squeezed by a 1x1 conv to E2's channels, pass one MCA block, are upsampled to the level above (E1),
+concatenated with E1 and fused by two depthwise-separable convolutions and a 1x1 conv. From E1's level
+nnU-Net-style decoder stages (transposed conv, skip, convs) carry the result to full resolution.
+
+Deep supervision: one segmentation output per level from E1's up to full resolution, highest first;
+deeper levels have none (the head has no outputs there). ``deep_supervision_levels(n_stages)`` says how
+many, and ``nnUNetTrainerMCANet`` restricts nnU-Net's deep-supervision scales to them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from dynamic_network_architectures.building_blocks.helper import convert_conv_op_to_dim, get_matching_convtransp
+from dynamic_network_architectures.building_blocks.simple_conv_blocks import StackedConvBlocks
+from torch import nn
+
+from .blocks.cross_axis_attention import MultiScaleCrossAxisAttention
+from .blocks.heads import heads_for
+from .blocks.separable_conv import conv_norm_nonlin, depthwise_separable_conv
+from .plan import (
+    build_planned_encoder,
+    decoder_convs_per_stage,
+    initialize_module_like_nnunet,
+    is_residual_plan,
+    read_geometry,
+)
+
+_LINEAR_MODE = {2: "bilinear", 3: "trilinear"}
+
+
+def head_levels(n_stages: int) -> tuple[list[int], int]:
+    """(deep levels E2..E4 fed to the MCA block, the shallow level E1 it is fused with)."""
+    if n_stages < 3:
+        raise ValueError(f"MCANet needs a plan with at least 3 stages (n_stages={n_stages}); plan a larger patch")
+    deep = list(range(n_stages - min(3, n_stages - 2), n_stages))
+    return deep, deep[0] - 1
+
+
+def deep_supervision_levels(n_stages: int) -> int:
+    """Segmentation outputs with deep supervision on: one per level from E1's up to full resolution."""
+    return head_levels(n_stages)[1] + 1
+
+
+class MCAHead(nn.Module):
+    """Encoder skips -> fused features ``(B, C_E1, *S_E1)`` at E1's level (see the module docstring)."""
+
+    def __init__(self, features: Sequence[int], spatial_dims: int, plan_kwargs: dict, heads: int,
+                 strip_lengths: Sequence[int]):
+        super().__init__()
+        conv_op = plan_kwargs["conv_op"]
+        self.deep_levels, self.shallow_level = head_levels(len(features))
+        self.interpolation_mode = _LINEAR_MODE[spatial_dims]
+        squeeze_channels = features[self.deep_levels[0]]
+        shallow_channels = features[self.shallow_level]
+        norm = (plan_kwargs.get("norm_op"), plan_kwargs.get("norm_op_kwargs"),
+                plan_kwargs.get("nonlin"), plan_kwargs.get("nonlin_kwargs"))
+        pointwise = [1] * spatial_dims
+        self.squeeze = conv_norm_nonlin(conv_op, sum(features[s] for s in self.deep_levels), squeeze_channels,
+                                        pointwise, 1, *norm)
+        self.cross_axis_attention = MultiScaleCrossAxisAttention(
+            conv_op, squeeze_channels, heads_for(squeeze_channels, heads), strip_lengths
+        )
+        self.fuse = nn.Sequential(
+            depthwise_separable_conv(conv_op, squeeze_channels + shallow_channels, shallow_channels,
+                                     [3] * spatial_dims, plan_kwargs),
+            depthwise_separable_conv(conv_op, shallow_channels, shallow_channels, [3] * spatial_dims, plan_kwargs),
+        )
+        self.align = conv_norm_nonlin(conv_op, shallow_channels, shallow_channels, pointwise, 1, *norm)
+
+    def _resize(self, features: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+        if tuple(features.shape[2:]) == tuple(size):
+            return features
+        return F.interpolate(features, size=size, mode=self.interpolation_mode, align_corners=False)
+
+    def forward(self, skips: Sequence[torch.Tensor]) -> torch.Tensor:
+        common = skips[self.deep_levels[0]].shape[2:]
+        deep = self.squeeze(torch.cat([self._resize(skips[s], common) for s in self.deep_levels], dim=1))
+        deep = self.cross_axis_attention(deep)
+        shallow = skips[self.shallow_level]
+        fused = self.fuse(torch.cat((self._resize(deep, shallow.shape[2:]), shallow), dim=1))
+        return self.align(fused)
+
+
+class MCADecoder(nn.Module):
+    """MCA head, then nnU-Net decoder stages from E1's level to full resolution, with segmentation heads.
+
+    ``deep_supervision`` is what nnU-Net's ``set_deep_supervision_enabled`` toggles. Output: logits
+    ``(B, classes, *patch)``, or the list over levels E1..0 reversed (highest resolution first).
+    """
+
+    def __init__(self, encoder: nn.Module, num_classes: int, plan_kwargs: dict, deep_supervision: bool, heads: int,
+                 strip_lengths: Sequence[int]):
+        super().__init__()
+        features = list(encoder.output_channels)
+        spatial_dims = convert_conv_op_to_dim(encoder.conv_op)
+        self.deep_supervision = deep_supervision
+        self.head = MCAHead(features, spatial_dims, plan_kwargs, heads, strip_lengths)
+        shallow = self.head.shallow_level
+        convs = decoder_convs_per_stage(plan_kwargs)
+        transpconv_op = get_matching_convtransp(encoder.conv_op)
+        # up-step s goes from level shallow - s to level shallow - s - 1
+        levels = list(range(shallow - 1, -1, -1))
+        self.transpconvs = nn.ModuleList(
+            transpconv_op(features[level + 1], features[level], encoder.strides[level + 1], encoder.strides[level + 1],
+                          bias=encoder.conv_bias)
+            for level in levels
+        )
+        self.stages = nn.ModuleList(
+            StackedConvBlocks(convs[level], encoder.conv_op, 2 * features[level], features[level],
+                              encoder.kernel_sizes[level], 1, encoder.conv_bias, encoder.norm_op,
+                              encoder.norm_op_kwargs, encoder.dropout_op, encoder.dropout_op_kwargs, encoder.nonlin,
+                              encoder.nonlin_kwargs)
+            for level in levels
+        )
+        # built for every level whether deep supervision is on or not, so weights always load
+        self.seg_layers = nn.ModuleList(
+            encoder.conv_op(features[level], num_classes, 1, 1, 0, bias=True) for level in [shallow, *levels]
+        )
+
+    def forward(self, skips: Sequence[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
+        features = self.head(skips)
+        outputs = [self.seg_layers[0](features)] if self.deep_supervision else []
+        for s, (transpconv, stage) in enumerate(zip(self.transpconvs, self.stages)):
+            level = self.head.shallow_level - 1 - s
+            features = stage(torch.cat((transpconv(features), skips[level]), dim=1))
+            if self.deep_supervision or level == 0:
+                outputs.append(self.seg_layers[s + 1](features))
+        return outputs[::-1] if self.deep_supervision else outputs[-1]
+
+
+class MCANet(nn.Module):
+    """nnU-Net's planned encoder with the MCA decode head carried to full resolution.
+
+    Args:
+        input_channels, num_classes, deep_supervision: as every architecture here.
+        heads: MCA heads at most (reduced to a divisor of E2's channels).
+        strip_lengths: MCA strip convolution lengths (paper: 7, 11, 21).
+        **plan_kwargs: the plan's ``arch_kwargs`` (``PlainConvUNet`` or ``ResidualEncoderUNet``).
+    """
+
+    def __init__(
+        self,
+        input_channels: int,
+        num_classes: int,
+        deep_supervision: bool = False,
+        heads: int = 8,
+        strip_lengths: Sequence[int] = (7, 11, 21),
+        **plan_kwargs: Any,
+    ):
+        super().__init__()
+        read_geometry(plan_kwargs)
+        self.residual_plan = is_residual_plan(plan_kwargs)
+        self.encoder = build_planned_encoder(input_channels, plan_kwargs)
+        self.decoder = MCADecoder(self.encoder, num_classes, plan_kwargs, deep_supervision, heads, strip_lengths)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        return self.decoder(self.encoder(x))
+
+    def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> int:
+        """Encoder maps, plus about 12 maps of E2's grid for the head and 4 per up-stage (rough estimate)."""
+        grids, current = [], list(input_size)
+        for stride in self.encoder.strides:
+            current = [c // s for c, s in zip(current, stride)]
+            grids.append(current)
+        channels = self.encoder.output_channels
+        head = self.decoder.head
+        total = int(self.encoder.compute_conv_feature_map_size(input_size))
+        total += 12 * channels[head.deep_levels[0]] * math.prod(grids[head.deep_levels[0]])
+        total += sum(4 * channels[level] * math.prod(grids[level]) for level in range(head.shallow_level + 1))
+        return total
+
+    def initialize(self, module: nn.Module) -> None:
+        initialize_module_like_nnunet(module, self.residual_plan)
