@@ -26,6 +26,7 @@ from torch import nn
 
 from .blocks.cross_axis_attention import MultiScaleCrossAxisAttention
 from .blocks.heads import heads_for
+from .blocks.interpolation import LINEAR_MODE
 from .blocks.separable_conv import conv_norm_nonlin, depthwise_separable_conv
 from .plan import (
     build_planned_encoder,
@@ -33,9 +34,8 @@ from .plan import (
     initialize_module_like_nnunet,
     is_residual_plan,
     read_geometry,
+    stage_grids,
 )
-
-_LINEAR_MODE = {2: "bilinear", 3: "trilinear"}
 
 
 def head_levels(n_stages: int) -> tuple[list[int], int]:
@@ -59,7 +59,7 @@ class MCAHead(nn.Module):
         super().__init__()
         conv_op = plan_kwargs["conv_op"]
         self.deep_levels, self.shallow_level = head_levels(len(features))
-        self.interpolation_mode = _LINEAR_MODE[spatial_dims]
+        self.interpolation_mode = LINEAR_MODE[spatial_dims]
         squeeze_channels = features[self.deep_levels[0]]
         shallow_channels = features[self.shallow_level]
         norm = (plan_kwargs.get("norm_op"), plan_kwargs.get("norm_op_kwargs"),
@@ -168,10 +168,7 @@ class MCANet(nn.Module):
 
     def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> int:
         """Encoder maps, plus about 12 maps of E2's grid for the head and 4 per up-stage (rough estimate)."""
-        grids, current = [], list(input_size)
-        for stride in self.encoder.strides:
-            current = [c // s for c, s in zip(current, stride)]
-            grids.append(current)
+        grids = stage_grids(input_size, self.encoder.strides)
         channels = self.encoder.output_channels
         head = self.decoder.head
         total = int(self.encoder.compute_conv_feature_map_size(input_size))

@@ -27,16 +27,8 @@ from .plan import (
     initialize_module_like_nnunet,
     is_residual_plan,
     read_geometry,
+    stage_grids,
 )
-
-
-def stage_grids(patch_size: Sequence[int], strides: Sequence[Sequence[int]]) -> list[tuple[int, ...]]:
-    """Spatial size of every level's feature map for a ``patch_size`` input."""
-    grids, current = [], list(patch_size)
-    for stride in strides:
-        current = [c // s for c, s in zip(current, stride)]
-        grids.append(tuple(current))
-    return grids
 
 
 def choose_mtm_levels(grids: Sequence[Sequence[int]] | None, n_stages: int, max_tokens: int, max_levels: int) -> list:

@@ -8,6 +8,7 @@ those names; architectures read :class:`PlanGeometry` and receive the encoder nn
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,3 +109,12 @@ def initialize_module_like_nnunet(module: nn.Module, residual: bool) -> None:
     InitWeights_He(1e-2)(module)
     if residual:
         init_last_bn_before_add_to_0(module)
+
+
+def stage_grids(patch_size: Sequence[int], strides: Sequence[Sequence[int]]) -> list[tuple[int, ...]]:
+    """Spatial size of every level's feature map for a ``patch_size`` input."""
+    grids, current = [], list(patch_size)
+    for stride in strides:
+        current = [c // s for c, s in zip(current, stride)]
+        grids.append(tuple(current))
+    return grids

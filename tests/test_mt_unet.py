@@ -3,7 +3,8 @@
 import pytest
 from nnunet_attention.architectures import MTUNet
 from nnunet_attention.architectures.blocks.mixed_transformer import MixedTransformerStage
-from nnunet_attention.architectures.mt_unet import choose_mtm_levels, stage_grids
+from nnunet_attention.architectures.mt_unet import choose_mtm_levels
+from nnunet_attention.architectures.plan import stage_grids
 from plan_factory import make_plan
 
 

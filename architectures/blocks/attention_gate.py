@@ -10,8 +10,7 @@ from dynamic_network_architectures.building_blocks.helper import convert_conv_op
 from torch import nn
 
 from .attention_probe import AttentionProbe
-
-_LINEAR_MODE = {1: "linear", 2: "bilinear", 3: "trilinear"}
+from .interpolation import LINEAR_MODE
 
 
 class AttentionGate(nn.Module):
@@ -45,7 +44,7 @@ class AttentionGate(nn.Module):
     ):
         super().__init__()
         stride = tuple(int(s) for s in stride)
-        self.interpolation_mode = _LINEAR_MODE[convert_conv_op_to_dim(conv_op)]
+        self.interpolation_mode = LINEAR_MODE[convert_conv_op_to_dim(conv_op)]
         self.theta = conv_op(skip_channels, intermediate_channels, stride, stride, 0, bias=False)
         self.phi = conv_op(gating_channels, intermediate_channels, 1, 1, 0, bias=True)
         self.psi = conv_op(intermediate_channels, 1, 1, 1, 0, bias=True)

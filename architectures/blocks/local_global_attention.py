@@ -19,10 +19,9 @@ from torch import nn
 
 from .attention_probe import AttentionProbe
 from .gaussian_axial_attention import GaussianAxialAttention
+from .interpolation import LINEAR_MODE
 from .precision import stable_softmax
 from .windows import merge_windows, pad_to_windows, partition_windows
-
-_LINEAR_MODE = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
 
 class WindowSelfAttention(nn.Module):
@@ -107,7 +106,7 @@ class LocalGlobalGaussianAttention(nn.Module):
         window_tokens, weights = self.aggregation(local, real_per_window)
         global_tokens = self.global_attention(window_tokens.view(tokens.shape[0], *window_grid, -1))
         upsampled = F.interpolate(
-            global_tokens.movedim(-1, 1), size=padded_grid, mode=_LINEAR_MODE[len(grid)], align_corners=True
+            global_tokens.movedim(-1, 1), size=padded_grid, mode=LINEAR_MODE[len(grid)], align_corners=True
         ).movedim(1, -1)
         fused = self.fusion(torch.cat((upsampled, merge_windows(local, window_grid, self.window)), dim=-1))
 
