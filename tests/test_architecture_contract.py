@@ -129,7 +129,7 @@ def test_missing_encoder_depth_is_rejected(name):
 
 
 def amp_training_step(network, optimizer, scaler, image, target, dtype) -> torch.Tensor:
-    """nnU-Net's step: autocast forward, deep-supervision CE, scaled backward, unscale, step, update."""
+    """nnU-Net's step: autocast forward, deep-supervision CE, scaled backward, unscale, clip to 12, step, update."""
     optimizer.zero_grad(set_to_none=True)
     with torch.autocast("cpu", dtype=dtype):
         outputs = network(image)
@@ -139,6 +139,7 @@ def amp_training_step(network, optimizer, scaler, image, target, dtype) -> torch
         )
     scaler.scale(loss).backward()
     scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(network.parameters(), 12)
     scaler.step(optimizer)
     scaler.update()
     return loss.detach()

@@ -3,7 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from nnunet_attention.architectures.blocks.cross_axis_attention import MultiScaleCrossAxisAttention
+from nnunet_attention.architectures.blocks.cross_axis_attention import MultiScaleCrossAxisAttention, apply_strip
 from torch import nn
 
 
@@ -62,19 +62,36 @@ def test_3d_block_pairs_every_axis_and_keeps_shape():
     assert block(x).shape == x.shape
 
 
-def test_strips_longer_than_the_grid_use_only_the_overlapping_taps():
-    block = randomized(MultiScaleCrossAxisAttention(nn.Conv2d, 4, heads=1))
-    x = torch.randn(1, 4, 3, 4, dtype=torch.float64)
-    for strips, axis in ((block.strips[0], 0), (block.strips[1], 1)):
+@pytest.mark.parametrize("conv_op, size", [(nn.Conv2d, (3, 4)), (nn.Conv3d, (1, 2, 5))])
+def test_strips_longer_than_the_grid_give_the_full_strip_result(conv_op, size):
+    """Applying only the overlapping taps is exact: same output, same weight gradient (zero on dropped taps)."""
+    block = randomized(MultiScaleCrossAxisAttention(conv_op, 4, heads=1))
+    x = torch.randn(2, 4, *size, dtype=torch.float64)
+    for axis, strips in zip(block.axes, block.strips):
         for conv in strips:
-            length, extent = conv.kernel_size[axis], x.shape[2 + axis]
-            keep = min(length, 2 * extent - 1)
-            start = (length - keep) // 2
-            cropped = conv.weight.narrow(2 + axis, start, keep)
-            padding = [0, 0]
-            padding[axis] = (keep - 1) // 2
-            expected = F.conv2d(x, cropped, conv.bias, padding=tuple(padding), groups=4)
-            torch.testing.assert_close(conv(x), expected)
+            full = conv(x)
+            full_grad = torch.autograd.grad(full.square().sum(), conv.weight)[0]
+            cropped = apply_strip(conv, x, axis)
+            cropped_grad = torch.autograd.grad(cropped.square().sum(), conv.weight)[0]
+            torch.testing.assert_close(cropped, full)
+            torch.testing.assert_close(cropped_grad, full_grad)
+
+
+@pytest.mark.parametrize("extent", [1, 2, 5])
+def test_bf16_strip_gradients_on_a_short_channels_last_axis_match_float64(extent):
+    """Regression: a 21-tap strip on an axis of fewer than 10 voxels, CPU bf16 depthwise Conv3d on channels-last
+    input (what the channel LayerNorm hands over) gave weight gradients of 1e19 and more, so the MCANet 3d AMP
+    step went non-finite. Through :func:`apply_strip` the gradient is the float64 one up to bf16 rounding."""
+    torch.manual_seed(0)
+    strip = nn.Conv3d(16, 16, (1, 21, 1), padding=(0, 10, 0), groups=16)
+    x = torch.randn(2, 16, 2, extent, 6)
+    upstream = torch.randn(2, 16, 2, extent, 6)
+    reference = apply_strip(strip.double(), x.double(), 1)
+    expected = torch.autograd.grad((reference * upstream.double()).sum(), strip.weight)[0]
+    strip.bfloat16()
+    channels_last = x.bfloat16().to(memory_format=torch.channels_last_3d)
+    got = torch.autograd.grad((apply_strip(strip, channels_last, 1) * upstream.bfloat16()).sum(), strip.weight)[0]
+    assert (got.double() - expected).abs().max() <= 0.02 * expected.abs().max()
 
 
 def test_bad_configurations_say_what_is_wrong():
@@ -82,6 +99,8 @@ def test_bad_configurations_say_what_is_wrong():
         MultiScaleCrossAxisAttention(nn.Conv2d, 10, heads=4)
     with pytest.raises(ValueError, match="axes \\[2\\] must name at least two"):
         MultiScaleCrossAxisAttention(nn.Conv3d, 8, heads=2, axes=(2,))
+    with pytest.raises(ValueError, match="strip lengths \\[7, 10\\] must be odd"):
+        MultiScaleCrossAxisAttention(nn.Conv2d, 8, heads=2, strip_lengths=(7, 10))
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

@@ -5,8 +5,9 @@
 
 from .attention_unet import nnUNetTrainerAttentionUNet
 from .base import TRAINERS, AttentionTrainerBase
+from .mcanet import nnUNetTrainerMCANet
 from .mt_unet import nnUNetTrainerMTUNet
 
 __all__ = [
-    "TRAINERS", "AttentionTrainerBase", "nnUNetTrainerAttentionUNet", "nnUNetTrainerMTUNet",
+    "TRAINERS", "AttentionTrainerBase", "nnUNetTrainerAttentionUNet", "nnUNetTrainerMCANet", "nnUNetTrainerMTUNet",
 ]

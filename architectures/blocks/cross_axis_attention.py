@@ -43,6 +43,28 @@ def strip_kernel(length: int, axis: int, spatial_dims: int) -> tuple[int, ...]:
     return tuple(length if a == axis else 1 for a in range(spatial_dims))
 
 
+CONV_FUNCTIONS = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+
+def apply_strip(strip: nn.Module, features: torch.Tensor, axis: int) -> torch.Tensor:
+    """The 'same'-padded depthwise ``strip`` (odd length along ``axis``) on ``(B, C, *S)``, using only its taps
+    that can overlap the grid.
+
+    On an axis of ``n`` voxels at most the central ``2n - 1`` taps ever meet data; the others only see the zero
+    padding. Dropping them gives the same output and gradients for the kept taps (the dropped ones get zero,
+    as they would anyway) and avoids paddings wider than the axis, where PyTorch's CPU bf16 depthwise Conv3d on
+    channels-last input returns garbage weight gradients (seen with torch 2.x: kernel >= 2n + 3).
+    """
+    length = features.shape[2 + axis]
+    taps = strip.kernel_size[axis]
+    keep = min(taps, 2 * length - 1)
+    if keep == taps:
+        return strip(features)
+    weight = strip.weight.narrow(2 + axis, (taps - keep) // 2, keep)
+    padding = tuple((keep - 1) // 2 if a == axis else p for a, p in enumerate(strip.padding))
+    return CONV_FUNCTIONS[features.ndim - 2](features, weight, strip.bias, padding=padding, groups=strip.groups)
+
+
 class MultiScaleCrossAxisAttention(nn.Module):
     """MCA block: ``(B, C, *S)`` -> ``(B, C, *S)``.
 
@@ -50,8 +72,9 @@ class MultiScaleCrossAxisAttention(nn.Module):
         conv_op: ``nn.Conv2d`` or ``nn.Conv3d``.
         dim: channels C (divisible by ``heads``).
         heads: attention heads.
-        strip_lengths: strip convolution lengths per axis (paper: 7, 11, 21). Strips longer than an axis
-            are zero-padded 'same' convolutions, i.e. only the taps that overlap the grid contribute.
+        strip_lengths: strip convolution lengths per axis (paper: 7, 11, 21), odd. Strips longer than an
+            axis are zero-padded 'same' convolutions: only the taps that overlap the grid contribute, and only
+            those are applied (:func:`apply_strip`).
         axes: the spatial axes with a path (default: all); the pairing is cyclic over them.
 
     The row-wise attention weights, averaged over heads and queries, are exposed per axis through
@@ -69,6 +92,8 @@ class MultiScaleCrossAxisAttention(nn.Module):
         super().__init__()
         if dim % heads:
             raise ValueError(f"channels {dim} must be divisible by heads {heads}")
+        if any(length < 1 or length % 2 == 0 for length in strip_lengths):
+            raise ValueError(f"strip lengths {list(strip_lengths)} must be odd and positive ('same' padding)")
         spatial_dims = convert_conv_op_to_dim(conv_op)
         self.axes = tuple(range(spatial_dims)) if axes is None else tuple(axes)
         if len(self.axes) < 2 or not all(0 <= a < spatial_dims for a in self.axes):
@@ -117,7 +142,10 @@ class MultiScaleCrossAxisAttention(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         normed = self.norm(features)
-        paths = [self.project_out(sum(strip(normed) for strip in strips)) for strips in self.strips]
+        paths = [
+            self.project_out(sum(apply_strip(strip, normed, axis) for strip in strips))
+            for axis, strips in zip(self.axes, self.strips)
+        ]
         output = features
         for i, axis in enumerate(self.axes):
             attended = self._attend_along(paths[i], paths[(i + 1) % len(self.axes)], axis, self.attention_probes[i])
