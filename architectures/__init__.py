@@ -8,9 +8,11 @@ from .attention_unet import AttentionUNet
 from .blocks.attention_probe import attention_probe_descriptions, capture_attention_maps
 from .mcanet import MCANet
 from .mt_unet import MTUNet
+from .non_local_unet import NonLocalUNet
 
-ARCHITECTURES = {cls.__name__: cls for cls in (AttentionUNet, MCANet, MTUNet)}
+ARCHITECTURES = {cls.__name__: cls for cls in (AttentionUNet, MCANet, MTUNet, NonLocalUNet)}
 
 __all__ = [
-    "ARCHITECTURES", "AttentionUNet", "MCANet", "MTUNet", "attention_probe_descriptions", "capture_attention_maps",
+    "ARCHITECTURES", "AttentionUNet", "MCANet", "MTUNet", "NonLocalUNet", "attention_probe_descriptions",
+    "capture_attention_maps",
 ]

@@ -23,20 +23,13 @@ from .decoder import HookedUNetDecoder
 from .encoder import encode_with_stage_blocks
 from .plan import (
     build_planned_encoder,
+    choose_attention_levels,
     decoder_convs_per_stage,
     initialize_module_like_nnunet,
     is_residual_plan,
     read_geometry,
     stage_grids,
 )
-
-
-def choose_mtm_levels(grids: Sequence[Sequence[int]] | None, n_stages: int, max_tokens: int, max_levels: int) -> list:
-    """Deepest ``max_levels`` levels with at most ``max_tokens`` tokens, the bottleneck always included."""
-    deepest = list(range(max(0, n_stages - max_levels), n_stages))
-    if grids is None:
-        return deepest
-    return [s for s in deepest if s == n_stages - 1 or math.prod(grids[s]) <= max_tokens]
 
 
 class MTUNet(nn.Module):
@@ -77,7 +70,7 @@ class MTUNet(nn.Module):
         n_stages = len(geometry.features_per_stage)
         grids = None if patch_size is None else stage_grids(patch_size, geometry.strides)
         if mtm_levels is None:
-            mtm_levels = choose_mtm_levels(grids, n_stages, mtm_max_tokens, max_mtm_levels)
+            mtm_levels = choose_attention_levels(grids, n_stages, mtm_max_tokens, max_mtm_levels)
         elif not all(0 <= level < n_stages for level in mtm_levels):
             raise ValueError(f"mtm_levels {list(mtm_levels)} must be level indices in 0..{n_stages - 1}")
         self.mtm_levels = tuple(sorted(mtm_levels))

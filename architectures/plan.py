@@ -8,6 +8,7 @@ those names; architectures read :class:`PlanGeometry` and receive the encoder nn
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -118,3 +119,14 @@ def stage_grids(patch_size: Sequence[int], strides: Sequence[Sequence[int]]) -> 
         current = [c // s for c, s in zip(current, stride)]
         grids.append(tuple(current))
     return grids
+
+
+def choose_attention_levels(
+    grids: Sequence[Sequence[int]] | None, n_stages: int, max_positions: int, max_levels: int
+) -> list[int]:
+    """The deepest ``max_levels`` levels whose grid has at most ``max_positions`` positions; the bottleneck
+    (level ``n_stages - 1``) always. Without ``grids`` (patch unknown) the deepest ``max_levels`` levels."""
+    deepest = list(range(max(0, n_stages - max_levels), n_stages))
+    if grids is None:
+        return deepest
+    return [level for level in deepest if level == n_stages - 1 or math.prod(grids[level]) <= max_positions]

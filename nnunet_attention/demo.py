@@ -73,6 +73,29 @@ def format_dice_table(dice_per_label: dict[str, float], mean_dice: float) -> str
     return "\n".join(rows) + f"\nmean Dice: {mean_dice:.4f}"
 
 
+def prepare_dataset(
+    spec: SynthSpec, configuration: str, environment: dict[str, str], log_file: Path
+) -> dict[str, float]:
+    """Generate ``spec`` into nnUNet_raw and plan + preprocess it for ``configuration``, skipping what exists.
+
+    A preprocessed folder counts as done when it holds one properties .pkl per training case (nnU-Net
+    writes it last per case). Returns the seconds each step took.
+    """
+    seconds = {}
+    start = time.perf_counter()
+    if not (Path(environment["nnUNet_raw"]) / spec.folder_name).exists():
+        write_dataset(spec, environment["nnUNet_raw"])
+    seconds["synth"] = time.perf_counter() - start
+    preprocessed = Path(environment["nnUNet_preprocessed"]) / spec.folder_name / f"nnUNetPlans_{configuration}"
+    if not (preprocessed.is_dir() and len(list(preprocessed.glob("*.pkl"))) == spec.n_train):
+        seconds["plan+preprocess"] = run_nnunet_command(
+            ["nnUNetv2_plan_and_preprocess", "-d", spec.dataset_id, "-c", configuration, "-npfp", "2", "-np", "2"],
+            environment,
+            log_file,
+        )
+    return seconds
+
+
 def run_demo(
     trainer: str = "nnUNetTrainerAttentionUNet",
     configuration: str = "2d",
@@ -97,23 +120,11 @@ def run_demo(
         print(f"[nnunet-attention demo] {title}", flush=True)
         return time.perf_counter()
 
-    start = step(f"synthetic dataset {spec.folder_name} -> {environment['nnUNet_raw']}")
+    step(f"synthetic dataset {spec.folder_name} and its {configuration} plan (log: {log_file})")
+    seconds.update(prepare_dataset(spec, configuration, environment, log_file))
+    if "plan+preprocess" not in seconds:
+        print(f"[nnunet-attention demo] reusing the plan and preprocessed data in {environment['nnUNet_preprocessed']}")
     raw_dataset = Path(environment["nnUNet_raw"]) / spec.folder_name
-    if not raw_dataset.exists():
-        write_dataset(spec, environment["nnUNet_raw"])
-    seconds["synth"] = time.perf_counter() - start
-
-    preprocessed = Path(environment["nnUNet_preprocessed"]) / spec.folder_name / f"nnUNetPlans_{configuration}"
-    # one .pkl of properties per case is written last; a full set means a finished preprocessing run
-    if preprocessed.is_dir() and len(list(preprocessed.glob("*.pkl"))) == spec.n_train:
-        print(f"[nnunet-attention demo] reusing the plan and preprocessed data in {preprocessed.parent}")
-    else:
-        step(f"nnUNetv2_plan_and_preprocess -c {configuration} (log: {log_file})")
-        seconds["plan+preprocess"] = run_nnunet_command(
-            ["nnUNetv2_plan_and_preprocess", "-d", spec.dataset_id, "-c", configuration, "-npfp", "2", "-np", "2"],
-            environment,
-            log_file,
-        )
 
     trainer_folder = workdir / "trainers"
     short_trainer = write_short_schedule_trainer(trainer_folder, resolve_trainer(trainer), epochs, iterations)

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from nnunet_attention.architectures.blocks.gaussian_axial_attention import GaussianAxialAttention
+from nnunet_attention.architectures.blocks.non_local import NonLocalBlock
 from nnunet_attention.trainers import TRAINERS
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from plan_factory import PLAN_MATRIX, make_plan
@@ -85,6 +86,12 @@ def test_every_parameter_receives_a_gradient(name, spatial_dims, n_stages, aniso
     # PyTorch's default init: nnU-Net's ResEnc init zeroes each block's last norm, which zeroes the
     # block's other gradients in the first step by design.
     network = build(name, kwargs, patch, deep_supervision=True, nnunet_init=False)
+    # non-local blocks start as the identity (zero output gate), which zeroes their inner gradients in the
+    # first step by design; open the gates so every path carries signal
+    for module in network.modules():
+        if isinstance(module, NonLocalBlock):
+            for parameter in module.output_norm.parameters():
+                torch.nn.init.normal_(parameter, std=0.1)
     # axial attention over a single window token has a constant softmax: its q, k and shift get no signal
     single_token_grids = set()
     for module_name, module in network.named_modules():

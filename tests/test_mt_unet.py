@@ -3,8 +3,7 @@
 import pytest
 from nnunet_attention.architectures import MTUNet
 from nnunet_attention.architectures.blocks.mixed_transformer import MixedTransformerStage
-from nnunet_attention.architectures.mt_unet import choose_mtm_levels
-from nnunet_attention.architectures.plan import stage_grids
+from nnunet_attention.architectures.plan import choose_attention_levels, stage_grids
 from plan_factory import make_plan
 
 
@@ -12,10 +11,10 @@ def test_levels_follow_token_count_and_always_include_the_bottleneck():
     # nnU-Net's ACDC 2d plan: patch 256x224, 7 levels, strides 2 from level 1 on
     grids = stage_grids((256, 224), [(1, 1)] + [(2, 2)] * 6)
     assert grids[3] == (32, 28) and grids[6] == (4, 3)
-    assert choose_mtm_levels(grids, 7, max_tokens=1024, max_levels=3) == [4, 5, 6]
-    assert choose_mtm_levels(grids, 7, max_tokens=1024, max_levels=5) == [3, 4, 5, 6]
-    assert choose_mtm_levels(grids, 7, max_tokens=10, max_levels=3) == [6]
-    assert choose_mtm_levels(None, 7, max_tokens=10, max_levels=3) == [4, 5, 6]
+    assert choose_attention_levels(grids, 7, max_positions=1024, max_levels=3) == [4, 5, 6]
+    assert choose_attention_levels(grids, 7, max_positions=1024, max_levels=5) == [3, 4, 5, 6]
+    assert choose_attention_levels(grids, 7, max_positions=10, max_levels=3) == [6]
+    assert choose_attention_levels(None, 7, max_positions=10, max_levels=3) == [4, 5, 6]
 
 
 def test_mtms_sit_in_encoder_bottleneck_and_the_decoder_stages_of_the_same_levels():

@@ -7,7 +7,9 @@ from .attention_unet import nnUNetTrainerAttentionUNet
 from .base import TRAINERS, AttentionTrainerBase
 from .mcanet import nnUNetTrainerMCANet
 from .mt_unet import nnUNetTrainerMTUNet
+from .non_local_unet import nnUNetTrainerNonLocalUNet
 
 __all__ = [
     "TRAINERS", "AttentionTrainerBase", "nnUNetTrainerAttentionUNet", "nnUNetTrainerMCANet", "nnUNetTrainerMTUNet",
+    "nnUNetTrainerNonLocalUNet",
 ]
