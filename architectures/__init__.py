@@ -7,12 +7,13 @@
 from .attention_unet import AttentionUNet
 from .blocks.attention_probe import attention_probe_descriptions, capture_attention_maps
 from .mcanet import MCANet
+from .msga import MSGANet
 from .mt_unet import MTUNet
 from .non_local_unet import NonLocalUNet
 
-ARCHITECTURES = {cls.__name__: cls for cls in (AttentionUNet, MCANet, MTUNet, NonLocalUNet)}
+ARCHITECTURES = {cls.__name__: cls for cls in (AttentionUNet, MCANet, MSGANet, MTUNet, NonLocalUNet)}
 
 __all__ = [
-    "ARCHITECTURES", "AttentionUNet", "MCANet", "MTUNet", "NonLocalUNet", "attention_probe_descriptions",
+    "ARCHITECTURES", "AttentionUNet", "MCANet", "MSGANet", "MTUNet", "NonLocalUNet", "attention_probe_descriptions",
     "capture_attention_maps",
 ]

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-#: arch_kwargs (ops as names) and patch of the plans nnU-Net's planner writes for the demo's synthetic datasets
+#: arch_kwargs (ops as names) and patch of the plans nnU-Net's planner writes for synthetic datasets of 96 x 112
+#: (2d) and 20 x 48 x 56 voxels at (3, 1, 1) mm (3d_fullres)
 PLAN_PRESETS = {
     "2d": {
         "patch_size": [96, 112], "batch_size": 2,
@@ -125,19 +126,26 @@ def build_network(name: str, plan: dict) -> nn.Module:
     else:
         architecture = TRAINERS[name].architecture_class
         extra = {"patch_size": patch} if "patch_size" in inspect.signature(architecture).parameters else {}
-        network = architecture(1, NUM_CLASSES, deep_supervision=True, **kwargs, **extra)
+        deep_supervision = TRAINERS[name].supports_deep_supervision
+        network = architecture(1, NUM_CLASSES, deep_supervision=deep_supervision, **kwargs, **extra)
     network.apply(network.initialize)
     return network
 
 
-def _nnunet_loss(n_outputs: int) -> nn.Module:
+def _nnunet_loss(outputs) -> nn.Module:
+    """The trainer's loss for these training outputs: nnU-Net's deep-supervised Dice+CE for a list of outputs,
+    MSGA's loss (Dice+CE on every head plus its auxiliary terms) for its outputs."""
     from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
     from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
     from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 
+    from nnunet_attention.trainers.msga import MSGALoss
+
     loss = DC_and_CE_loss({"batch_dice": True, "smooth": 1e-5, "do_bg": False, "ddp": False}, {},
                           dice_class=MemoryEfficientSoftDiceLoss)
-    weights = np.array([1 / (2**i) for i in range(n_outputs)])
+    if not isinstance(outputs, list):
+        return MSGALoss(loss)
+    weights = np.array([1 / (2**i) for i in range(len(outputs))])
     weights[-1] = 0
     return DeepSupervisionWrapper(loss, weights / weights.sum())
 
@@ -151,9 +159,12 @@ def measure_train_step(name: str, plan: dict, device_name: str, steps: int) -> t
     optimizer = torch.optim.SGD(network.parameters(), 1e-2, momentum=0.99, nesterov=True, weight_decay=3e-5)
     image = torch.randn(batch, 1, *patch, device=device)
     with torch.no_grad():
-        shapes = [o.shape[2:] for o in network(image)]
-    targets = [torch.randint(0, NUM_CLASSES, (batch, 1, *s), device=device).float() for s in shapes]
-    loss_function = _nnunet_loss(len(shapes))
+        outputs = network(image)
+    loss_function = _nnunet_loss(outputs)
+    if isinstance(outputs, list):  # deep supervision: one target per output resolution
+        targets = [torch.randint(0, NUM_CLASSES, (batch, 1, *o.shape[2:]), device=device).float() for o in outputs]
+    else:
+        targets = torch.randint(0, NUM_CLASSES, (batch, 1, *patch), device=device).float()
 
     def step():
         optimizer.zero_grad(set_to_none=True)

@@ -18,7 +18,7 @@ from .synth import LABELS, SynthSpec, write_dataset
 
 #: the synthetic dataset the demo generates for each configuration
 DEMO_DATASETS = {
-    "2d": SynthSpec(dataset_id=990, name="SynthAttention2D", shape=(96, 112), spacing=(1.0, 1.0), n_train=20, n_test=6),
+    "2d": SynthSpec(dataset_id=990, name="SynthAttention2D", shape=(64, 80), spacing=(1.0, 1.0), n_train=20, n_test=6),
     "3d_fullres": SynthSpec(
         dataset_id=991, name="SynthAttention3D", shape=(16, 40, 48), spacing=(3.0, 1.0, 1.0), n_train=10, n_test=3
     ),

@@ -16,7 +16,7 @@ import torch
 from {module} import {base}
 
 
-class {name}({base}):
+class {name}({base}):{class_attributes}
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
@@ -31,18 +31,32 @@ def short_schedule_name(base_trainer: str, epochs: int, iterations: int) -> str:
 
 
 def write_short_schedule_trainer(
-    folder: str | os.PathLike, base_trainer: type, epochs: int, iterations: int, val_iterations: int | None = None
+    folder: str | os.PathLike,
+    base_trainer: type,
+    epochs: int,
+    iterations: int,
+    val_iterations: int | None = None,
+    architecture_kwargs: dict | None = None,
 ) -> str:
-    """Write ``<base>_<E>epochs_<I>iters`` (a subclass of ``base_trainer``) into ``folder``; return its name."""
+    """Write ``<base>_<E>epochs_<I>iters`` (a subclass of ``base_trainer``) into ``folder``; return its name.
+
+    ``architecture_kwargs`` (literals only) are merged over the base trainer's, e.g. a narrower network for a
+    CPU smoke run; the name then ends in ``_custom``.
+    """
     if epochs < 1 or iterations < 1:
         raise ValueError(f"epochs and iterations must be at least 1, got {epochs} and {iterations}")
-    name = short_schedule_name(base_trainer.__name__, epochs, iterations)
+    name = short_schedule_name(base_trainer.__name__, epochs, iterations) + ("_custom" if architecture_kwargs else "")
+    class_attributes = ""
+    if architecture_kwargs:
+        merged = f"{{**{base_trainer.__name__}.architecture_kwargs, **{architecture_kwargs!r}}}"
+        class_attributes = f"\n    architecture_kwargs = {merged}\n"
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     source = _TEMPLATE.format(
         base=base_trainer.__name__,
         module=base_trainer.__module__,
         name=name,
+        class_attributes=class_attributes,
         epochs=epochs,
         iterations=iterations,
         val_iterations=val_iterations if val_iterations is not None else max(1, iterations // 2),

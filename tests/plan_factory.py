@@ -68,3 +68,10 @@ PLAN_MATRIX = [
     for stages in (4, 5, 6, 7)
     if not (dims == 2 and aniso)
 ] + [(2, 5, True)]
+
+
+#: lighter settings for the CPU test runs, per trainer, where the default network is too slow to run many
+#: times on 2 cores: MSGA runs ~130 convolutions per step on the attention grid (an autoencoder at 2-8 x 64
+#: channels and two attention branches per scale and step), seconds per step even on the demo's small 2d
+#: plan. The default (64 channels, 4 scales) is exercised in test_msga.py and the benchmark.
+NARROW_ARCHITECTURE_KWARGS = {"nnUNetTrainerMSGA": {"attention_channels": 8, "n_scales": 2}}

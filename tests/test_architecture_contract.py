@@ -10,10 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 from nnunet_attention.architectures.blocks.gaussian_axial_attention import GaussianAxialAttention
+from nnunet_attention.architectures.blocks.guided_attention import ChannelAttention, PositionAttention
 from nnunet_attention.architectures.blocks.non_local import NonLocalBlock
+from nnunet_attention.architectures.msga import MSGAOutputs
 from nnunet_attention.trainers import TRAINERS
+from nnunet_attention.trainers.msga import MSGALoss
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from plan_factory import PLAN_MATRIX, make_plan
+from plan_factory import NARROW_ARCHITECTURE_KWARGS, PLAN_MATRIX, make_plan
 
 NUM_CLASSES = 3
 INPUT_CHANNELS = 2
@@ -22,12 +25,16 @@ ZERO_GRADIENT_BY_DESIGN = ("global_attention.bias",)
 
 
 ARCHITECTURES = {name: trainer.architecture_class for name, trainer in TRAINERS.items()}
+#: trainers whose networks give nnU-Net's multi-resolution deep-supervision outputs (the others refuse them)
+DEEP_SUPERVISED = sorted(name for name, trainer in TRAINERS.items() if trainer.supports_deep_supervision)
 
 
 def build(name, kwargs, patch, deep_supervision, nnunet_init=True, seed=0):
     architecture = ARCHITECTURES[name]
     extra = {"patch_size": patch} if "patch_size" in inspect.signature(architecture).parameters else {}
+    extra.update(NARROW_ARCHITECTURE_KWARGS.get(name, {}))
     torch.manual_seed(seed)
+    deep_supervision = deep_supervision and TRAINERS[name].supports_deep_supervision
     network = architecture(INPUT_CHANNELS, NUM_CLASSES, deep_supervision=deep_supervision, **kwargs, **extra)
     if nnunet_init:
         network.apply(network.initialize)
@@ -42,7 +49,48 @@ def deep_supervision_scales(trainer_class, strides):
     return trainer_class._get_deep_supervision_scales(trainer_view)
 
 
-@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def output_tensors(outputs) -> list[torch.Tensor]:
+    """Every tensor a network returns in training mode: a deep-supervision list, or nested tuples."""
+    if isinstance(outputs, torch.Tensor):
+        return [outputs]
+    return [tensor for item in outputs for tensor in output_tensors(item)]
+
+
+def training_loss(outputs, target: torch.Tensor) -> torch.Tensor:
+    """CE of each deep-supervision output against the nearest-resized target; for MSGA its trainer's loss."""
+    def cross_entropy(logits: torch.Tensor) -> torch.Tensor:
+        resized = F.interpolate(target[:, None].float(), size=logits.shape[2:])[:, 0].long()
+        return F.cross_entropy(logits.float(), resized)
+
+    if isinstance(outputs, MSGAOutputs):
+        return MSGALoss(lambda logits, _target: cross_entropy(logits))(outputs, target)
+    return sum(cross_entropy(logits) for logits in outputs)
+
+
+def open_zero_initialised_gates(network: torch.nn.Module) -> None:
+    """Non-local output gates and DANet gammas start at 0 (blocks start as the identity), which zeroes the
+    gradients behind them in the first step by design; give them values so every path carries signal."""
+    for module in network.modules():
+        if isinstance(module, NonLocalBlock):
+            for parameter in module.output_norm.parameters():
+                torch.nn.init.normal_(parameter, std=0.1)
+        if isinstance(module, PositionAttention | ChannelAttention):
+            torch.nn.init.constant_(module.gamma, 0.1)
+
+
+@pytest.mark.parametrize("name", sorted(set(ARCHITECTURES) - set(DEEP_SUPERVISED)))
+@pytest.mark.parametrize("spatial_dims,n_stages,anisotropic", PLAN_MATRIX)
+def test_networks_without_deep_supervision_give_one_full_resolution_output(name, spatial_dims, n_stages, anisotropic):
+    kwargs, patch = make_plan(spatial_dims, n_stages, anisotropic)
+    with pytest.raises(ValueError, match="no multi-resolution deep supervision"):
+        ARCHITECTURES[name](INPUT_CHANNELS, NUM_CLASSES, deep_supervision=True, **kwargs)
+    network = build(name, kwargs, patch, deep_supervision=False).eval()
+    with torch.no_grad():
+        output = network(torch.randn(2, INPUT_CHANNELS, *patch))
+    assert list(output.shape) == [2, NUM_CLASSES, *patch]
+
+
+@pytest.mark.parametrize("name", DEEP_SUPERVISED)
 @pytest.mark.parametrize("spatial_dims,n_stages,anisotropic", PLAN_MATRIX)
 def test_outputs_match_nnunet_deep_supervision_scales(name, spatial_dims, n_stages, anisotropic):
     kwargs, patch = make_plan(spatial_dims, n_stages, anisotropic)
@@ -65,7 +113,7 @@ def test_outputs_match_nnunet_deep_supervision_scales(name, spatial_dims, n_stag
     torch.testing.assert_close(single, outputs[0])
 
 
-@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("name", DEEP_SUPERVISED)
 @pytest.mark.parametrize("residual", [False, True], ids=["plain", "resenc"])
 @pytest.mark.parametrize("spatial_dims,n_stages,anisotropic", PLAN_MATRIX)
 def test_same_state_dict_with_and_without_deep_supervision(name, spatial_dims, n_stages, anisotropic, residual):
@@ -86,12 +134,7 @@ def test_every_parameter_receives_a_gradient(name, spatial_dims, n_stages, aniso
     # PyTorch's default init: nnU-Net's ResEnc init zeroes each block's last norm, which zeroes the
     # block's other gradients in the first step by design.
     network = build(name, kwargs, patch, deep_supervision=True, nnunet_init=False)
-    # non-local blocks start as the identity (zero output gate), which zeroes their inner gradients in the
-    # first step by design; open the gates so every path carries signal
-    for module in network.modules():
-        if isinstance(module, NonLocalBlock):
-            for parameter in module.output_norm.parameters():
-                torch.nn.init.normal_(parameter, std=0.1)
+    open_zero_initialised_gates(network)
     # axial attention over a single window token has a constant softmax: its q, k and shift get no signal
     single_token_grids = set()
     for module_name, module in network.named_modules():
@@ -101,7 +144,7 @@ def test_every_parameter_receives_a_gradient(name, spatial_dims, n_stages, aniso
                 if math.prod(inputs[0].shape[1:-1]) == 1 else None
             )
     outputs = network(torch.randn(2, INPUT_CHANNELS, *patch))
-    sum(o.square().mean() for o in outputs).backward()
+    sum(o.square().mean() for o in output_tensors(outputs)).backward()
     assert all(p.grad is not None for p in network.parameters())
     silent = [n for n, p in network.named_parameters() if not torch.any(p.grad != 0)]
     without_signal = [
@@ -136,14 +179,10 @@ def test_missing_encoder_depth_is_rejected(name):
 
 
 def amp_training_step(network, optimizer, scaler, image, target, dtype) -> torch.Tensor:
-    """nnU-Net's step: autocast forward, deep-supervision CE, scaled backward, unscale, clip to 12, step, update."""
+    """nnU-Net's step: autocast forward, training loss, scaled backward, unscale, clip to 12, step, update."""
     optimizer.zero_grad(set_to_none=True)
     with torch.autocast("cpu", dtype=dtype):
-        outputs = network(image)
-        loss = sum(
-            F.cross_entropy(logits.float(), F.interpolate(target[:, None].float(), size=logits.shape[2:])[:, 0].long())
-            for logits in outputs
-        )
+        loss = training_loss(network(image), target)
     scaler.scale(loss).backward()
     scaler.unscale_(optimizer)
     torch.nn.utils.clip_grad_norm_(network.parameters(), 12)

@@ -68,7 +68,7 @@ def test_network_from_nnunet_planner_runs_at_planned_patch(planned, trainer_name
         configuration_manager = PlansManager(plans).get_configuration(configuration)
         patch = configuration_manager.patch_size
         strides = configuration_manager.pool_op_kernel_sizes
-        for deep_supervision in (True, False):
+        for deep_supervision in (True, False) if TRAINERS[trainer_name].supports_deep_supervision else (False,):
             network = TRAINERS[trainer_name].build_network_architecture(
                 PlansManager(plans),
                 configuration_manager,
@@ -76,6 +76,7 @@ def test_network_from_nnunet_planner_runs_at_planned_patch(planned, trainer_name
                 4,
                 deep_supervision,
             )
+            network.train(deep_supervision)  # without deep supervision: one tensor, as the predictor sees it
             with torch.no_grad():
                 outputs = network(torch.randn(1, spec.n_channels, *patch))
             if deep_supervision:

@@ -6,10 +6,11 @@
 from .attention_unet import nnUNetTrainerAttentionUNet
 from .base import TRAINERS, AttentionTrainerBase
 from .mcanet import nnUNetTrainerMCANet
+from .msga import nnUNetTrainerMSGA
 from .mt_unet import nnUNetTrainerMTUNet
 from .non_local_unet import nnUNetTrainerNonLocalUNet
 
 __all__ = [
-    "TRAINERS", "AttentionTrainerBase", "nnUNetTrainerAttentionUNet", "nnUNetTrainerMCANet", "nnUNetTrainerMTUNet",
-    "nnUNetTrainerNonLocalUNet",
+    "TRAINERS", "AttentionTrainerBase", "nnUNetTrainerAttentionUNet", "nnUNetTrainerMCANet", "nnUNetTrainerMSGA",
+    "nnUNetTrainerMTUNet", "nnUNetTrainerNonLocalUNet",
 ]

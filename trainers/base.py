@@ -65,6 +65,9 @@ class AttentionTrainerBase(nnUNetTrainer):
 
     architecture_class: ClassVar[type[nn.Module] | None] = None
     architecture_kwargs: ClassVar[dict[str, Any]] = {}
+    #: whether the network gives nnU-Net's multi-resolution deep-supervision outputs; a trainer that sets
+    #: False switches nnU-Net's deep supervision off and supervises its network its own way
+    supports_deep_supervision: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -1,0 +1,212 @@
+"""Multi-scale self-guided attention network (Sinha & Dolz, "Multi-scale self-guided attention for medical
+image segmentation", IEEE JBHI 2020) on nnU-Net's planned encoder.
+
+The deepest four encoder levels (the paper: the last four ResNeXt stages, 1/4..1/32; here the planned
+encoder, no pretrained weights) are projected to ``attention_channels`` (1x1 conv-norm-nonlin), resized to the finest of
+them and fused (conv, conv, 1x1 conv) into the multi-scale map F_ms. Per scale s two guided-attention
+steps: the step input is ``cat(F_s, F_ms)`` (step 2: ``cat(F_s, A_s * F_ms)``); position and channel attention
+branches and a semantic autoencoder (one per step, shared across scales) read it, and
+``A_s = conv1x1((PAM + CAM) * conv(reconstruction))``, unbounded as in the authors' code. Prediction heads
+(1x1 convs): step 1 on F_s, step 2 on the step-2 output (authors' code). Inference averages the step-2
+heads; logits are resized linearly to the input size (the paper's bilinear upsampling).
+
+Attention resolution: the finest of those levels, or, where its grid at the plan's patch has more than
+``max_attention_positions`` positions (default 4096: the paper's 64 x 64 at 1/4 of 256 x 256; in 3D 16³),
+the finest level within that bound (fewer scales are fused then; the bottleneck always).
+The fused SDPA kernels need memory linear in the positions, but the unfused path (CPU, or where no fused
+kernel applies) holds one (N x N) float32 matrix per case and position-attention module: 64 MiB at 4096
+positions, so the 8 modules of a batch of 2 stay near 1 GiB, within the memory nnU-Net plans a 3d_fullres
+U-Net for.
+
+Training mode returns :class:`MSGAOutputs` (eight heads, semantic codes, autoencoder inputs and
+reconstructions) for the trainer's loss; evaluation mode returns one logits tensor, as nnU-Net's predictor
+expects. nnU-Net's multi-resolution deep supervision does not apply (all heads are supervised at full
+resolution by the trainer's loss), so ``deep_supervision=True`` is refused.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from dynamic_network_architectures.building_blocks.helper import convert_conv_op_to_dim
+from torch import nn
+
+from .blocks.attention_probe import AttentionProbe
+from .blocks.guided_attention import (
+    ChannelAttention,
+    DualAttention,
+    PositionAttention,
+    SemanticAutoencoder,
+    halving_strides,
+)
+from .blocks.interpolation import LINEAR_MODE
+from .blocks.separable_conv import conv_norm_nonlin
+from .plan import (
+    build_planned_encoder,
+    choose_attention_levels,
+    initialize_module_like_nnunet,
+    is_residual_plan,
+    read_geometry,
+    stage_grids,
+)
+
+STEPS = 2
+
+
+class MSGAOutputs(NamedTuple):
+    """What the network returns in training mode (all logits at the input's size).
+
+    logits: step-1 heads (one per scale, finest first), then step-2 heads.
+    semantic_pairs: per scale (step-1 latent code, step-2 latent code) of the semantic autoencoders.
+    reconstruction_pairs: per step and scale (autoencoder input, its reconstruction).
+    """
+
+    logits: tuple[torch.Tensor, ...]
+    semantic_pairs: tuple[tuple[torch.Tensor, torch.Tensor], ...]
+    reconstruction_pairs: tuple[tuple[torch.Tensor, torch.Tensor], ...]
+
+
+class GuidedAttentionScale(nn.Module):
+    """One scale of one step: ``A = conv1x1((PAM(x) + CAM(x)) * conv(reconstruction))`` for step input x."""
+
+    def __init__(self, conv_op: type[nn.Module], channels: int, kernel_size: Sequence[int], norm: tuple):
+        super().__init__()
+        self.position = DualAttention(conv_op, PositionAttention(conv_op, channels), 2 * channels, channels,
+                                      kernel_size, norm)
+        self.channel = DualAttention(conv_op, ChannelAttention(), 2 * channels, channels, kernel_size, norm)
+        self.semantic = conv_op(2 * channels, channels, tuple(kernel_size),
+                                padding=tuple((k - 1) // 2 for k in kernel_size))
+        self.combine = conv_op(channels, channels, 1)
+
+    def forward(self, step_input: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+        return self.combine((self.position(step_input) + self.channel(step_input)) * self.semantic(reconstruction))
+
+
+class MSGANet(nn.Module):
+    """Planned encoder + multi-scale self-guided attention head (see the module docstring).
+
+    Args:
+        input_channels, num_classes: from the dataset.
+        deep_supervision: must be False (the trainer supervises the heads itself).
+        patch_size: the plan's patch; sets the attention level and the autoencoder's pooling.
+        attention_channels: channels of the projected features and attention modules (paper: 64).
+        max_attention_positions: see the module docstring.
+        n_scales: deepest encoder levels fused (paper: 4); fewer where the plan has fewer levels or the finer
+            ones exceed ``max_attention_positions``.
+        **plan_kwargs: the plan's ``arch_kwargs`` (``PlainConvUNet`` or ``ResidualEncoderUNet``).
+    """
+
+    def __init__(
+        self,
+        input_channels: int,
+        num_classes: int,
+        deep_supervision: bool = False,
+        patch_size: Sequence[int] | None = None,
+        attention_channels: int = 64,
+        max_attention_positions: int = 4096,
+        n_scales: int = 4,
+        **plan_kwargs: Any,
+    ):
+        super().__init__()
+        if deep_supervision:
+            raise ValueError(
+                "MSGANet has no multi-resolution deep supervision: its trainer (nnUNetTrainerMSGA) supervises "
+                "all eight heads at full resolution; build it with deep_supervision=False"
+            )
+        geometry = read_geometry(plan_kwargs)
+        conv_op = geometry.conv_op
+        spatial_dims = convert_conv_op_to_dim(conv_op)
+        n_stages = len(geometry.features_per_stage)
+        grids = None if patch_size is None else stage_grids(patch_size, geometry.strides)
+        self.scale_levels = tuple(choose_attention_levels(grids, n_stages, max_attention_positions, n_scales))
+        self.residual_plan = is_residual_plan(plan_kwargs)
+        self.interpolation_mode = LINEAR_MODE[spatial_dims]
+        finest = self.scale_levels[0]
+        kernel = geometry.kernel_sizes[finest]
+        common_grid = grids[finest] if grids is not None else (4,) * spatial_dims
+        norm = (plan_kwargs.get("norm_op"), plan_kwargs.get("norm_op_kwargs"),
+                plan_kwargs.get("nonlin"), plan_kwargs.get("nonlin_kwargs"))
+        channels, pointwise, n = attention_channels, [1] * spatial_dims, len(self.scale_levels)
+
+        self.encoder = build_planned_encoder(input_channels, plan_kwargs)
+        self.projections = nn.ModuleList(
+            conv_norm_nonlin(conv_op, geometry.features_per_stage[level], channels, pointwise, 1, *norm)
+            for level in self.scale_levels
+        )
+        self.fuse = nn.Sequential(
+            conv_norm_nonlin(conv_op, n * channels, channels, kernel, 1, *norm),
+            conv_norm_nonlin(conv_op, channels, channels, kernel, 1, *norm),
+            conv_norm_nonlin(conv_op, channels, channels, pointwise, 1, *norm),
+        )
+        pool_strides = halving_strides(common_grid, 2)
+        self.autoencoders = nn.ModuleList(
+            SemanticAutoencoder(conv_op, 2 * channels, kernel, pool_strides, norm) for _ in range(STEPS)
+        )
+        self.guided_attention = nn.ModuleList(
+            nn.ModuleList(GuidedAttentionScale(conv_op, channels, kernel, norm) for _ in range(n))
+            for _ in range(STEPS)
+        )
+        self.heads = nn.ModuleList(
+            nn.ModuleList(conv_op(channels, num_classes, 1) for _ in range(n)) for _ in range(STEPS)
+        )
+        self.attention_probes = nn.ModuleList(
+            AttentionProbe(f"guided attention map A_s of step 1 at encoder level {level}, "
+                           f"({channels} maps, unbounded: no sigmoid, as in the authors' code)")
+            for level in self.scale_levels
+        )
+
+    def _resize(self, features: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+        if tuple(features.shape[2:]) == tuple(size):
+            return features
+        return F.interpolate(features, size=tuple(size), mode=self.interpolation_mode, align_corners=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | MSGAOutputs:
+        skips = self.encoder(x)
+        common = skips[self.scale_levels[0]].shape[2:]
+        scales = [self._resize(projection(skips[level]), common)
+                  for projection, level in zip(self.projections, self.scale_levels)]
+        fused = self.fuse(torch.cat(scales, dim=1))
+
+        latents, reconstructions, step_outputs = [], [], []
+        gates = [None] * len(scales)
+        for step in range(STEPS):
+            outputs = []
+            for s, features in enumerate(scales):
+                step_input = torch.cat((features, fused if step == 0 else gates[s] * fused), dim=1)
+                latent, reconstruction = self.autoencoders[step](step_input)
+                attention = self.guided_attention[step][s](step_input, reconstruction)
+                if step == 0:
+                    gates[s] = self.attention_probes[s](attention)
+                latents.append(latent)
+                reconstructions.append((step_input, reconstruction))
+                outputs.append(attention)
+            step_outputs.append(outputs)
+
+        final_heads = [head(out) for head, out in zip(self.heads[1], step_outputs[1])]
+        if not self.training:
+            return self._resize(torch.stack(final_heads).mean(dim=0), x.shape[2:])
+        first_heads = [head(features) for head, features in zip(self.heads[0], scales)]
+        n = len(scales)
+        return MSGAOutputs(
+            logits=tuple(self._resize(logits, x.shape[2:]) for logits in first_heads + final_heads),
+            semantic_pairs=tuple((latents[s], latents[n + s]) for s in range(n)),
+            reconstruction_pairs=tuple(reconstructions),
+        )
+
+    def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> int:
+        """Encoder maps, plus at the attention grid about 40 maps of ``attention_channels`` per scale and step
+        (step input, two attention branches, autoencoder at 2-8x channels on pooled grids), plus the heads
+        resized to the input (rough estimate)."""
+        grids = stage_grids(input_size, self.encoder.strides)
+        channels = self.projections[0][0].out_channels
+        per_scale = 40 * channels * math.prod(grids[self.scale_levels[0]])
+        heads = 2 * len(self.scale_levels) * self.heads[0][0].out_channels * math.prod(input_size)
+        return int(self.encoder.compute_conv_feature_map_size(input_size)
+                   + STEPS * len(self.scale_levels) * per_scale + heads)
+
+    def initialize(self, module: nn.Module) -> None:
+        initialize_module_like_nnunet(module, self.residual_plan)

@@ -1,0 +1,71 @@
+"""Trainer for the multi-scale self-guided attention network: nnU-Net's Dice+CE on every head plus the
+paper's semantic and reconstruction terms."""
+
+
+import torch
+import torch.nn.functional as F
+from nnunet_attention.architectures import MSGANet
+from nnunet_attention.architectures.msga import MSGAOutputs
+from torch import nn
+
+from .base import AttentionTrainerBase
+
+#: nnU-Net's default device argument, as in nnUNetTrainer.__init__
+CUDA = torch.device("cuda")
+
+
+class MSGALoss(nn.Module):
+    """``(Σ_heads seg(head, target) + 0.25 Σ_s MSE(code_s step 1, code_s step 2) + 0.1 Σ MSE(input, reconstruction))
+    / n_heads`` for training outputs; ``seg(logits, target)`` for the one tensor of evaluation mode.
+
+    ``seg`` is nnU-Net's Dice+CE for the dataset (built by nnU-Net, deep supervision off). The weights are the
+    paper's; dividing the whole sum by the number of heads keeps every ratio and gives nnU-Net's SGD learning
+    rate the scale of one Dice+CE term. Nothing is detached, as in the authors' code.
+    """
+
+    def __init__(self, segmentation_loss: nn.Module, semantic_weight: float = 0.25,
+                 reconstruction_weight: float = 0.1):
+        super().__init__()
+        self.segmentation_loss = segmentation_loss
+        self.semantic_weight = semantic_weight
+        self.reconstruction_weight = reconstruction_weight
+
+    def terms(self, outputs: MSGAOutputs, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The three sums, unweighted: ``segmentation``, ``semantic``, ``reconstruction``."""
+        return {
+            "segmentation": sum(self.segmentation_loss(logits, target) for logits in outputs.logits),
+            "semantic": sum(F.mse_loss(a.float(), b.float()) for a, b in outputs.semantic_pairs),
+            "reconstruction": sum(F.mse_loss(r.float(), x.float()) for x, r in outputs.reconstruction_pairs),
+        }
+
+    def forward(self, outputs: MSGAOutputs | torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if isinstance(outputs, torch.Tensor):
+            return self.segmentation_loss(outputs, target)
+        terms = self.terms(outputs, target)
+        total = (terms["segmentation"] + self.semantic_weight * terms["semantic"]
+                 + self.reconstruction_weight * terms["reconstruction"])
+        return total / len(outputs.logits)
+
+
+class nnUNetTrainerMSGA(AttentionTrainerBase):
+    """Planned encoder + multi-scale self-guided attention; nnU-Net's SGD, schedule and augmentation.
+
+    Deep supervision is switched off explicitly: the network has no multi-resolution outputs, its eight heads
+    are all supervised at full resolution by :class:`MSGALoss` (nnU-Net's data loader then hands over the
+    full-resolution target only).
+    """
+
+    architecture_class = MSGANet
+    supports_deep_supervision = False
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = CUDA):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.enable_deep_supervision = False
+
+    def _build_loss(self) -> nn.Module:
+        return MSGALoss(super()._build_loss())
+
+    def set_deep_supervision_enabled(self, enabled: bool) -> None:
+        if enabled:
+            raise RuntimeError("nnUNetTrainerMSGA supervises its heads itself; deep supervision cannot be enabled")
