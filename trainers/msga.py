@@ -67,5 +67,5 @@ class nnUNetTrainerMSGA(AttentionTrainerBase):
         return MSGALoss(super()._build_loss())
 
     def set_deep_supervision_enabled(self, enabled: bool) -> None:
-        if enabled:
-            raise RuntimeError("nnUNetTrainerMSGA supervises its heads itself; deep supervision cannot be enabled")
+        """Nothing to toggle: nnU-Net calls this around its final validation, but the network has no deep
+        supervision (training mode returns the heads for the loss, evaluation mode one tensor)."""
