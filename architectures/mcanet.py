@@ -19,14 +19,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from dynamic_network_architectures.building_blocks.helper import convert_conv_op_to_dim, get_matching_convtransp
 from dynamic_network_architectures.building_blocks.simple_conv_blocks import StackedConvBlocks
 from torch import nn
 
 from .blocks.cross_axis_attention import MultiScaleCrossAxisAttention
 from .blocks.heads import heads_for
-from .blocks.interpolation import LINEAR_MODE
+from .blocks.interpolation import resize_linear
 from .blocks.separable_conv import conv_norm_nonlin, depthwise_separable_conv
 from .plan import (
     build_planned_encoder,
@@ -59,7 +58,6 @@ class MCAHead(nn.Module):
         super().__init__()
         conv_op = plan_kwargs["conv_op"]
         self.deep_levels, self.shallow_level = head_levels(len(features))
-        self.interpolation_mode = LINEAR_MODE[spatial_dims]
         squeeze_channels = features[self.deep_levels[0]]
         shallow_channels = features[self.shallow_level]
         norm = (plan_kwargs.get("norm_op"), plan_kwargs.get("norm_op_kwargs"),
@@ -77,17 +75,12 @@ class MCAHead(nn.Module):
         )
         self.align = conv_norm_nonlin(conv_op, shallow_channels, shallow_channels, pointwise, 1, *norm)
 
-    def _resize(self, features: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-        if tuple(features.shape[2:]) == tuple(size):
-            return features
-        return F.interpolate(features, size=size, mode=self.interpolation_mode, align_corners=False)
-
     def forward(self, skips: Sequence[torch.Tensor]) -> torch.Tensor:
         common = skips[self.deep_levels[0]].shape[2:]
-        deep = self.squeeze(torch.cat([self._resize(skips[s], common) for s in self.deep_levels], dim=1))
+        deep = self.squeeze(torch.cat([resize_linear(skips[s], common) for s in self.deep_levels], dim=1))
         deep = self.cross_axis_attention(deep)
         shallow = skips[self.shallow_level]
-        fused = self.fuse(torch.cat((self._resize(deep, shallow.shape[2:]), shallow), dim=1))
+        fused = self.fuse(torch.cat((resize_linear(deep, shallow.shape[2:]), shallow), dim=1))
         return self.align(fused)
 
 

@@ -31,7 +31,6 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from dynamic_network_architectures.building_blocks.helper import convert_conv_op_to_dim
 from torch import nn
 
@@ -43,7 +42,7 @@ from .blocks.guided_attention import (
     SemanticAutoencoder,
     halving_strides,
 )
-from .blocks.interpolation import LINEAR_MODE
+from .blocks.interpolation import resize_linear
 from .blocks.separable_conv import conv_norm_nonlin
 from .plan import (
     build_planned_encoder,
@@ -124,7 +123,6 @@ class MSGANet(nn.Module):
         grids = None if patch_size is None else stage_grids(patch_size, geometry.strides)
         self.scale_levels = tuple(choose_attention_levels(grids, n_stages, max_attention_positions, n_scales))
         self.residual_plan = is_residual_plan(plan_kwargs)
-        self.interpolation_mode = LINEAR_MODE[spatial_dims]
         finest = self.scale_levels[0]
         kernel = geometry.kernel_sizes[finest]
         common_grid = grids[finest] if grids is not None else (4,) * spatial_dims
@@ -159,15 +157,10 @@ class MSGANet(nn.Module):
             for level in self.scale_levels
         )
 
-    def _resize(self, features: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-        if tuple(features.shape[2:]) == tuple(size):
-            return features
-        return F.interpolate(features, size=tuple(size), mode=self.interpolation_mode, align_corners=False)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor | MSGAOutputs:
         skips = self.encoder(x)
         common = skips[self.scale_levels[0]].shape[2:]
-        scales = [self._resize(projection(skips[level]), common)
+        scales = [resize_linear(projection(skips[level]), common)
                   for projection, level in zip(self.projections, self.scale_levels)]
         fused = self.fuse(torch.cat(scales, dim=1))
 
@@ -188,11 +181,11 @@ class MSGANet(nn.Module):
 
         final_heads = [head(out) for head, out in zip(self.heads[1], step_outputs[1])]
         if not self.training:
-            return self._resize(torch.stack(final_heads).mean(dim=0), x.shape[2:])
+            return resize_linear(torch.stack(final_heads).mean(dim=0), x.shape[2:])
         first_heads = [head(features) for head, features in zip(self.heads[0], scales)]
         n = len(scales)
         return MSGAOutputs(
-            logits=tuple(self._resize(logits, x.shape[2:]) for logits in first_heads + final_heads),
+            logits=tuple(resize_linear(logits, x.shape[2:]) for logits in first_heads + final_heads),
             semantic_pairs=tuple((latents[s], latents[n + s]) for s in range(n)),
             reconstruction_pairs=tuple(reconstructions),
         )

@@ -116,9 +116,8 @@ def run_demo(
     environment = nnunet_environment(workdir, device)
     seconds: dict[str, float] = {}
 
-    def step(title: str) -> float:
+    def step(title: str) -> None:
         print(f"[nnunet-attention demo] {title}", flush=True)
-        return time.perf_counter()
 
     step(f"synthetic dataset {spec.folder_name} and its {configuration} plan (log: {log_file})")
     seconds.update(prepare_dataset(spec, configuration, environment, log_file))

@@ -16,13 +16,12 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from dynamic_network_architectures.building_blocks.helper import (
-    convert_conv_op_to_dim,
     get_matching_convtransp,
     get_matching_pool_op,
 )
 from torch import nn
 
-from .interpolation import LINEAR_MODE
+from .interpolation import resize_linear
 from .precision import at_least_float32
 from .separable_conv import conv_norm_nonlin
 
@@ -105,7 +104,6 @@ class SemanticAutoencoder(nn.Module):
         super().__init__()
         pool_op = get_matching_pool_op(conv_op, pool_type="max")
         transpconv_op = get_matching_convtransp(conv_op)
-        self.interpolation_mode = LINEAR_MODE[convert_conv_op_to_dim(conv_op)]
 
         def two_convs(c_in: int, c_mid: int) -> list[nn.Module]:
             return [conv_norm_nonlin(conv_op, c_in, c_mid, kernel_size, 1, *norm),
@@ -124,9 +122,7 @@ class SemanticAutoencoder(nn.Module):
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         latent = self.encoder(features)
         reconstruction = self.decoder(latent)
-        if reconstruction.shape[2:] != features.shape[2:]:
-            reconstruction = F.interpolate(reconstruction, size=features.shape[2:], mode=self.interpolation_mode)
-        return latent, reconstruction
+        return latent, resize_linear(reconstruction, features.shape[2:])
 
 
 def halving_strides(grid: Sequence[int], times: int) -> list[tuple[int, ...]]:
