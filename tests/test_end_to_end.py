@@ -47,6 +47,10 @@ pytestmark = pytest.mark.e2e
 #: (epochs, iterations per epoch, held-out mean foreground Dice bar) per configuration, measured on 2 CPU
 #: cores (figures in the issue notes); an untrained network scores below the bar on the same cases.
 SCHEDULES = {"2d": (5, 16, 0.6), "3d_fullres": (8, 10, 0.4)}
+#: (epochs, iterations) for trainers that need longer than their configuration's schedule to clear its bar.
+#: MCANet learns the cuboid late and bimodally: 5 x 16 gave held-out Dice 0.51-0.92 (4 of 6 runs below 0.6),
+#: 8 x 16 gave 0.57-0.94, 12 x 16 gave 0.953-0.962 in 4 of 4 runs.
+LONGER_SCHEDULES = {("nnUNetTrainerMCANet", "2d"): (12, 16)}
 #: (epochs, iterations) of the 3d_fullres runs that check the pipeline rather than learning
 PIPELINE_SCHEDULE = (2, 4)
 #: the trainer that also goes through the demo command and every other stock command, and learns in 3D
@@ -127,6 +131,7 @@ PIPELINE_CASES += [(t, "2d") for t in sorted(SLOW_LEARNERS)]
 def test_trained_model_clears_the_bar(trainer_name, configuration, prepared_workdirs, monkeypatch):
     workdir = prepared_workdirs(configuration)
     epochs, iterations, bar = SCHEDULES[configuration]
+    epochs, iterations = LONGER_SCHEDULES.get((trainer_name, configuration), (epochs, iterations))
     environment, short_trainer = train(trainer_name, configuration, epochs, iterations, workdir)
     predictor = predictor_from_model_folder(environment, configuration, short_trainer, monkeypatch)
     raw_dataset = workdir / "nnUNet_raw" / DEMO_DATASETS[configuration].folder_name
