@@ -34,7 +34,7 @@ import torch
 from dynamic_network_architectures.building_blocks.helper import convert_conv_op_to_dim
 from torch import nn
 
-from .blocks.attention_probe import AttentionProbe
+from .blocks.attention_probe import NON_NEGATIVE, AttentionProbe
 from .blocks.guided_attention import (
     ChannelAttention,
     DualAttention,
@@ -152,8 +152,9 @@ class MSGANet(nn.Module):
             nn.ModuleList(conv_op(channels, num_classes, 1) for _ in range(n)) for _ in range(STEPS)
         )
         self.attention_probes = nn.ModuleList(
-            AttentionProbe(f"guided attention map A_s of step 1 at encoder level {level}, "
-                           f"({channels} maps, unbounded: no sigmoid, as in the authors' code)")
+            AttentionProbe(f"guided attention map A_s of step 1 at encoder level {level} ({channels} maps, "
+                           f"unbounded: no sigmoid, as in the authors' code); summary: RMS over the maps, >= 0",
+                           channel_summary="rms", value_range=NON_NEGATIVE)
             for level in self.scale_levels
         )
 

@@ -1,59 +1,302 @@
-"""Benchmarks (not tests): print markdown tables of speed and memory, each beside nnU-Net's plain U-Net.
+"""Side-by-side benchmark: every trainer's network beside nnU-Net's own U-Net on the same plan, in one run.
 
-1. Gaussian axial attention: our vectorised block against the authors' per-position loop formulation
-   (one Python step per (row, column), as in their ``GaussianTrans``), same weights, same input.
-2. One nnU-Net training step (forward, deep-supervised Dice+CE, backward, SGD step): median time and
-   peak memory of every trainer's network and of ``PlainConvUNet`` on the same plan and input.
-   Peak memory: ``torch.cuda.max_memory_allocated`` on CUDA; on CPU the growth of the process' peak
-   resident memory during the steps, each network measured in a fresh process.
+Per network (each measured in a fresh process, so CPU peak memory is its own):
 
-    python -m nnunet_attention.benchmark [--device cpu|cuda] [--steps N] [--plans PLANS.json --configuration C]
+- parameters;
+- forward GFLOPs for one patch (``torch.utils.flop_counter``; attention counted through SDPA's math
+  backend, which the counter sees as matmuls: fused kernels do the same multiply-adds);
+- training-step time as nnU-Net trains on the device (forward, the trainer's loss: deep-supervised
+  Dice+CE or MSGA's, backward, SGD with nnU-Net's settings; median of ``--steps`` after two warm-up steps):
+  fp32 on CPU; on CUDA with AMP (fp16 autocast + GradScaler) and with AMP + ``torch.compile``;
+- peak memory of those steps (CUDA: ``max_memory_allocated``; CPU: the process' peak resident memory
+  above what it held before the steps, so weights and imports are not counted);
+- sliding-window inference time for one case of the plan's median size (nnU-Net's predictor, Gaussian
+  weighting, step 0.5, no mirroring: test-time mirroring multiplies every network's time alike).
+
+The reference is the network the plan names, built as ``nnUNetTrainer`` builds it. Plans come from
+``--plans nnUNetPlans.json`` (with its dataset.json beside it for channels and classes) or from the presets
+in :mod:`nnunet_attention.plan_presets`. Output: a markdown table (printed, and saved with a bar chart of
+the ratios to the reference as PNG in ``--output``).
+
+    nnunet-attention benchmark [--preset NAME ...] [--plans FILE --configuration C ...] [--device D]
+                               [--steps N] [--batch-size B] [--trainers NAME ...] [--output DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import json
 import multiprocessing
 import resource
 import statistics
+import sys
 import time
-from collections.abc import Callable
-from functools import partial
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-#: arch_kwargs (ops as names) and patch of the plans nnU-Net's planner writes for synthetic datasets of 96 x 112
-#: (2d) and 20 x 48 x 56 voxels at (3, 1, 1) mm (3d_fullres)
-PLAN_PRESETS = {
-    "2d": {
-        "patch_size": [96, 112], "batch_size": 2,
-        "arch_kwargs": {
-            "n_stages": 5, "features_per_stage": [32, 64, 128, 256, 512], "conv_op": "torch.nn.Conv2d",
-            "kernel_sizes": [[3, 3]] * 5, "strides": [[1, 1], [2, 2], [2, 2], [2, 2], [2, 2]],
-            "n_conv_per_stage": [2] * 5, "n_conv_per_stage_decoder": [2] * 4, "conv_bias": True,
-            "norm_op": "torch.nn.InstanceNorm2d", "norm_op_kwargs": {"eps": 1e-5, "affine": True},
-            "dropout_op": None, "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
-            "nonlin_kwargs": {"inplace": True},
-        },
-    },
-    "3d_fullres": {
-        "patch_size": [20, 48, 56], "batch_size": 2,
-        "arch_kwargs": {
-            "n_stages": 4, "features_per_stage": [32, 64, 128, 256], "conv_op": "torch.nn.Conv3d",
-            "kernel_sizes": [[1, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3]],
-            "strides": [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]],
-            "n_conv_per_stage": [2] * 4, "n_conv_per_stage_decoder": [2] * 3, "conv_bias": True,
-            "norm_op": "torch.nn.InstanceNorm3d", "norm_op_kwargs": {"eps": 1e-5, "affine": True},
-            "dropout_op": None, "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
-            "nonlin_kwargs": {"inplace": True},
-        },
-    },
-}
-NUM_CLASSES = 4
-REFERENCE = "PlainConvUNet (nnU-Net)"
+from .plan_presets import PLAN_PRESETS, BenchmarkPlan
+
+#: the row every ratio is taken against
+REFERENCE = "nnU-Net (planned U-Net)"
+WARM_UP_STEPS = 2
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One network on one plan; ``None`` where a figure was not measured on this device."""
+
+    parameters: int
+    gflops: float
+    step_seconds: float
+    peak_mib: float
+    inference_seconds: float | None
+    compiled_step_seconds: float | None = None
+
+
+def median_seconds(run: Callable[[], object], steps: int, device: torch.device, warm_up: int = WARM_UP_STEPS) -> float:
+    """Median wall time of ``run`` over ``steps`` calls after ``warm_up`` untimed ones (CUDA synchronised)."""
+    for _ in range(warm_up):
+        run()
+    times = []
+    for _ in range(steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        run()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def forward_flops(network: nn.Module, image: torch.Tensor) -> int:
+    """FLOPs of one inference forward pass (multiply-add = 2), attention through SDPA's math backend."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = network.training
+    network.eval()
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        network(image)
+    network.train(was_training)
+    return counter.get_total_flops()
+
+
+def trainer_class(name: str) -> type:
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    from nnunet_attention.trainers import TRAINERS
+
+    return nnUNetTrainer if name == REFERENCE else TRAINERS[name]
+
+
+def build_network(name: str, plan: BenchmarkPlan, for_training: bool = True) -> nn.Module:
+    """The network ``name``'s trainer builds for the plan: for training with nnU-Net deep supervision where it
+    has it, for inference without (as nnU-Net's predictor builds it)."""
+    trainer = trainer_class(name)
+    plans_manager = plan.plans_manager()
+    deep_supervision = for_training and getattr(trainer, "supports_deep_supervision", True)
+    return trainer.build_network_architecture(
+        plans_manager, plans_manager.get_configuration(plan.configuration), plan.input_channels,
+        plan.num_classes, enable_deep_supervision=deep_supervision,
+    )
+
+
+def training_loss(outputs) -> nn.Module:
+    """The trainer's loss for these training outputs: nnU-Net's deep-supervised Dice+CE for a list of outputs,
+    MSGA's loss (Dice+CE on every head plus its auxiliary terms) for its outputs."""
+    from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
+    from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+    from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
+
+    from nnunet_attention.trainers.msga import MSGALoss
+
+    loss = DC_and_CE_loss({"batch_dice": True, "smooth": 1e-5, "do_bg": False, "ddp": False}, {},
+                          dice_class=MemoryEfficientSoftDiceLoss)
+    if not isinstance(outputs, list):
+        return MSGALoss(loss)
+    weights = np.array([1 / (2**i) for i in range(len(outputs))])
+    weights[-1] = 0
+    return DeepSupervisionWrapper(loss, weights / weights.sum())
+
+
+def training_step(network: nn.Module, plan: BenchmarkPlan, batch_size: int, device: torch.device,
+                  amp: bool) -> Callable[[], None]:
+    """One nnU-Net training step on random data: SGD (lr 1e-2, Nesterov momentum 0.99), gradient clipping at
+    12, and on CUDA fp16 autocast with a GradScaler, as ``nnUNetTrainer.train_step`` does."""
+    optimizer = torch.optim.SGD(network.parameters(), 1e-2, momentum=0.99, nesterov=True, weight_decay=3e-5)
+    scaler = torch.amp.GradScaler("cuda") if amp else None
+    image = torch.randn(batch_size, plan.input_channels, *plan.patch_size, device=device)
+    with torch.no_grad():
+        outputs = network(image)
+    loss_function = training_loss(outputs)
+    if isinstance(outputs, list):  # deep supervision: one target per output resolution
+        targets = [torch.randint(0, plan.num_classes, (batch_size, 1, *o.shape[2:]), device=device).float()
+                   for o in outputs]
+    else:
+        targets = torch.randint(0, plan.num_classes, (batch_size, 1, *plan.patch_size), device=device).float()
+    del outputs
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, enabled=amp):
+            loss = loss_function(network(image), targets)
+        if scaler is None:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(network.parameters(), 12)
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(network.parameters(), 12)
+            scaler.step(optimizer)
+            scaler.update()
+
+    return step
+
+
+def inference_seconds(name: str, plan: BenchmarkPlan, device: torch.device) -> float:
+    """Sliding-window prediction of one random case of the plan's median size with nnU-Net's predictor."""
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    network = build_network(name, plan, for_training=False)
+    plans_manager = plan.plans_manager()
+    predictor = nnUNetPredictor(device=device, use_mirroring=False, perform_everything_on_device=device.type == "cuda",
+                                allow_tqdm=False, verbose=False)
+    predictor.manual_initialization(network, plans_manager, plans_manager.get_configuration(plan.configuration),
+                                    [network.state_dict()], plan.dataset_json(), "benchmark", None)
+    case = torch.randn(plan.input_channels, *plan.case_shape)
+    return median_seconds(lambda: predictor.predict_sliding_window_return_logits(case), 1, device, warm_up=1)
+
+
+def resident_mib() -> float:
+    """The process' resident memory now (Linux ``/proc``; elsewhere its peak so far, the best available)."""
+    statm = Path("/proc/self/statm")
+    if statm.exists():
+        return int(statm.read_text().split()[1]) * resource.getpagesize() / 2**20
+    return peak_resident_mib()
+
+
+def peak_resident_mib() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+def measure(name: str, plan: BenchmarkPlan, device_name: str, steps: int, batch_size: int,
+            with_inference: bool) -> Measurement:
+    """Every figure of one network on one plan, in the calling process (a fresh one: the training steps
+    run first, so the CPU peak they reach is theirs)."""
+    device = torch.device(device_name)
+    torch.manual_seed(0)
+    network = build_network(name, plan).to(device)
+    parameters = sum(p.numel() for p in network.parameters())
+    amp = device.type == "cuda"
+    if amp:
+        torch.cuda.reset_peak_memory_stats(device)
+    resident_before = resident_mib()
+    step_seconds = median_seconds(training_step(network, plan, batch_size, device, amp), steps, device)
+    if amp:
+        peak_mib = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        peak_mib = peak_resident_mib() - resident_before
+    compiled_seconds = None
+    if device.type == "cuda":  # nnU-Net compiles the network on CUDA by default (nnUNet_compile)
+        compiled = torch.compile(network)
+        compiled_seconds = median_seconds(training_step(compiled, plan, batch_size, device, amp), steps, device)
+    flops = forward_flops(network, torch.randn(1, plan.input_channels, *plan.patch_size, device=device))
+    inference = inference_seconds(name, plan, device) if with_inference else None
+    return Measurement(parameters, flops / 1e9, step_seconds, peak_mib, inference, compiled_seconds)
+
+
+def _measure_in_fresh_process(arguments: tuple) -> Measurement:
+    return measure(*arguments)
+
+
+def network_names(trainers: Sequence[str] | None = None) -> list[str]:
+    """The reference, then the requested trainers (default: every registered trainer, sorted)."""
+    from nnunet_attention.trainers import TRAINERS
+
+    unknown = sorted(set(trainers or ()) - set(TRAINERS))
+    if unknown:
+        raise ValueError(f"unknown trainer(s) {unknown}; registered: {sorted(TRAINERS)}")
+    return [REFERENCE, *(trainers or sorted(TRAINERS))]
+
+
+def run_benchmark(plans: Sequence[BenchmarkPlan], device: str, steps: int, batch_size: int | None = None,
+                  trainers: Sequence[str] | None = None,
+                  with_inference: bool = True) -> dict[str, dict[str, Measurement]]:
+    """plan label -> network name -> measurement; every network in a fresh (spawned) process."""
+    context = multiprocessing.get_context("spawn")
+    results = {}
+    for plan in plans:
+        batch = batch_size or plan.batch_size
+        results[plan.label(batch)] = {}
+        for name in network_names(trainers):
+            with context.Pool(1) as pool:
+                arguments = (name, plan, device, steps, batch, with_inference)
+                results[plan.label(batch)][name] = pool.apply(_measure_in_fresh_process, (arguments,))
+    return results
+
+
+#: table columns: (header, Measurement attribute, format)
+COLUMNS = (
+    ("params (M)", "parameters", lambda v: f"{v / 1e6:.1f}"),
+    ("GFLOPs / patch", "gflops", lambda v: f"{v:.1f}"),
+    ("train step (s)", "step_seconds", lambda v: f"{v:.3f}"),
+    ("+ compile (s)", "compiled_step_seconds", lambda v: f"{v:.3f}"),
+    ("peak memory (MiB)", "peak_mib", lambda v: f"{v:.0f}"),
+    ("inference / case (s)", "inference_seconds", lambda v: f"{v:.2f}"),
+)
+
+
+def markdown_table(results: dict[str, dict[str, Measurement]]) -> str:
+    """One row per plan and network; each measured figure followed by its ratio to the reference."""
+    first = next(iter(next(iter(results.values())).values()))
+    columns = [c for c in COLUMNS if getattr(first, c[1]) is not None]
+    header = ["plan", "network"] + [part for title, _, _ in columns for part in (title, "x ref")]
+    rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for plan_label, measurements in results.items():
+        reference = measurements[REFERENCE]
+        for name, measurement in measurements.items():
+            cells = [plan_label, name]
+            for _, attribute, formatted in columns:
+                value, reference_value = getattr(measurement, attribute), getattr(reference, attribute)
+                ratio = f"{value / reference_value:.2f}" if reference_value > 0 else "n/a"
+                cells += [formatted(value), ratio]
+            rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def ratio_chart(results: dict[str, dict[str, Measurement]], path: Path) -> None:
+    """Bar chart (PNG): per plan, each network's ratio to the reference for time, memory, FLOPs, inference."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 3.2 * len(results)))
+    figure.subplots_adjust(hspace=0.6)
+    metrics = [("train step", "step_seconds"), ("peak memory", "peak_mib"), ("GFLOPs", "gflops"),
+               ("inference", "inference_seconds")]
+    for axes, (plan_label, measurements) in zip(np.atleast_1d(figure.subplots(len(results), 1)), results.items()):
+        reference = measurements[REFERENCE]
+        shown = [(title, attribute) for title, attribute in metrics if getattr(reference, attribute) is not None]
+        names = [name for name in measurements if name != REFERENCE]
+        width = 0.8 / len(shown)
+        for i, (title, attribute) in enumerate(shown):
+            ratios = [getattr(measurements[name], attribute) / max(getattr(reference, attribute), 1e-9)
+                      for name in names]
+            axes.bar(np.arange(len(names)) + i * width, ratios, width, label=title)
+        axes.axhline(1.0, color="black", linewidth=0.8)
+        axes.set_yscale("log")
+        axes.set_xticks(np.arange(len(names)) + width * (len(shown) - 1) / 2,
+                        [name.removeprefix("nnUNetTrainer") for name in names])
+        axes.set_ylabel("x nnU-Net's U-Net (log)")
+        axes.set_title(plan_label, fontsize=9)
+        axes.legend(fontsize=7)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
 
 
 def gaussian_axial_attention_loop(block: nn.Module, grid_tokens: torch.Tensor) -> torch.Tensor:
@@ -74,21 +317,10 @@ def gaussian_axial_attention_loop(block: nn.Module, grid_tokens: torch.Tensor) -
     return output
 
 
-def _median_seconds(run: Callable[[], object], steps: int, device: torch.device) -> float:
-    run()  # warm-up
-    times = []
-    for _ in range(steps):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        run()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def gaussian_attention_table(device: torch.device, steps: int) -> str:
+    """Our vectorised Gaussian axial attention against the authors' per-position loop, same weights."""
+    from functools import partial
+
     from nnunet_attention.architectures.blocks.gaussian_axial_attention import GaussianAxialAttention
 
     rows = ["| grid | vectorised (ms) | loop (ms) | loop / vectorised | max abs difference |", "|---|---|---|---|---|"]
@@ -97,137 +329,71 @@ def gaussian_attention_table(device: torch.device, steps: int) -> str:
         tokens = torch.randn(2, size, size, 64, device=device)
         with torch.no_grad():
             difference = (block(tokens) - gaussian_axial_attention_loop(block, tokens)).abs().max().item()
-            fast = _median_seconds(partial(block, tokens), steps, device)
-            slow = _median_seconds(partial(gaussian_axial_attention_loop, block, tokens), max(1, steps // 5), device)
+            fast = median_seconds(partial(block, tokens), steps, device)
+            slow = median_seconds(partial(gaussian_axial_attention_loop, block, tokens), max(1, steps // 5), device)
         rows.append(f"| {size}x{size} | {fast * 1e3:.2f} | {slow * 1e3:.1f} | {slow / fast:.0f}x | {difference:.1e} |")
     return "\n".join(rows)
 
 
-def _resolve(plan: dict) -> tuple[dict, list[int], int]:
-    import pydoc
-
-    kwargs = copy.deepcopy(plan["arch_kwargs"])
-    for key in ("conv_op", "norm_op", "dropout_op", "nonlin"):
-        if kwargs.get(key) is not None:
-            kwargs[key] = pydoc.locate(kwargs[key])
-    return kwargs, list(plan["patch_size"]), int(plan["batch_size"])
-
-
-def build_network(name: str, plan: dict) -> nn.Module:
-    import inspect
-
-    from dynamic_network_architectures.architectures.unet import PlainConvUNet
-
-    from nnunet_attention.trainers import TRAINERS
-
-    kwargs, patch, _ = _resolve(plan)
-    if name == REFERENCE:
-        network = PlainConvUNet(1, num_classes=NUM_CLASSES, deep_supervision=True, **kwargs)
-    else:
-        architecture = TRAINERS[name].architecture_class
-        extra = {"patch_size": patch} if "patch_size" in inspect.signature(architecture).parameters else {}
-        deep_supervision = TRAINERS[name].supports_deep_supervision
-        network = architecture(1, NUM_CLASSES, deep_supervision=deep_supervision, **kwargs, **extra)
-    network.apply(network.initialize)
-    return network
-
-
-def _nnunet_loss(outputs) -> nn.Module:
-    """The trainer's loss for these training outputs: nnU-Net's deep-supervised Dice+CE for a list of outputs,
-    MSGA's loss (Dice+CE on every head plus its auxiliary terms) for its outputs."""
-    from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
-    from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
-    from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
-
-    from nnunet_attention.trainers.msga import MSGALoss
-
-    loss = DC_and_CE_loss({"batch_dice": True, "smooth": 1e-5, "do_bg": False, "ddp": False}, {},
-                          dice_class=MemoryEfficientSoftDiceLoss)
-    if not isinstance(outputs, list):
-        return MSGALoss(loss)
-    weights = np.array([1 / (2**i) for i in range(len(outputs))])
-    weights[-1] = 0
-    return DeepSupervisionWrapper(loss, weights / weights.sum())
-
-
-def measure_train_step(name: str, plan: dict, device_name: str, steps: int) -> tuple[float, float, int]:
-    """(median seconds per step, peak MiB, parameters) of one network, run in the calling process."""
-    device = torch.device(device_name)
-    torch.manual_seed(0)
-    network = build_network(name, plan).to(device)
-    _, patch, batch = _resolve(plan)
-    optimizer = torch.optim.SGD(network.parameters(), 1e-2, momentum=0.99, nesterov=True, weight_decay=3e-5)
-    image = torch.randn(batch, 1, *patch, device=device)
-    with torch.no_grad():
-        outputs = network(image)
-    loss_function = _nnunet_loss(outputs)
-    if isinstance(outputs, list):  # deep supervision: one target per output resolution
-        targets = [torch.randint(0, NUM_CLASSES, (batch, 1, *o.shape[2:]), device=device).float() for o in outputs]
-    else:
-        targets = torch.randint(0, NUM_CLASSES, (batch, 1, *patch), device=device).float()
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_function(network(image), targets)
-        loss.backward()
-        optimizer.step()
-
+def device_description(device: torch.device) -> str:
     if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    resident_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    seconds = _median_seconds(step, steps, device)
-    if device.type == "cuda":
-        peak_mib = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - resident_before) / 1024
-    return seconds, peak_mib, sum(p.numel() for p in network.parameters())
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    return f"CPU, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
-def _measure_in_fresh_process(arguments: tuple) -> tuple[float, float, int]:
-    return measure_train_step(*arguments)
-
-
-def train_step_table(plans: dict[str, dict], device_name: str, steps: int) -> str:
-    from nnunet_attention.trainers import TRAINERS
-
-    names = [REFERENCE, *sorted(TRAINERS)]
-    rows = ["| plan | network | params (M) | train step (s) | x plain | peak memory (MiB) | x plain |",
-            "|---|---|---|---|---|---|---|"]
-    context = multiprocessing.get_context("spawn")
-    for plan_name, plan in plans.items():
-        results = {}
-        for name in names:
-            with context.Pool(1) as pool:  # a fresh process each: CPU peak memory is per process
-                results[name] = pool.apply(_measure_in_fresh_process, ((name, plan, device_name, steps),))
-        reference_seconds, reference_mib, _ = results[REFERENCE]
-        for name in names:
-            seconds, mib, parameters = results[name]
-            rows.append(f"| {plan_name} {plan['patch_size']} b{plan['batch_size']} | {name} | {parameters / 1e6:.1f} | "
-                        f"{seconds:.3f} | {seconds / reference_seconds:.2f} | {mib:.0f} | {mib / reference_mib:.2f} |")
-    return "\n".join(rows)
-
-
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", nargs="+", choices=sorted(PLAN_PRESETS), default=None,
+                        help="built-in plans (default: acdc-2d acdc-3d_fullres when --plans is not given)")
+    parser.add_argument("--plans", help="an nnUNetPlans.json (its dataset.json beside it gives channels and classes)")
+    parser.add_argument("--configuration", nargs="+", default=["2d", "3d_fullres"],
+                        help="configurations of --plans (default: %(default)s)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--steps", type=int, default=5, help="timed steps after one warm-up (default: %(default)s)")
-    parser.add_argument("--plans", help="an nnUNetPlans.json to benchmark instead of the built-in presets")
-    parser.add_argument("--configuration", nargs="+", default=["2d", "3d_fullres"])
-    args = parser.parse_args(argv)
-    if args.plans:
-        import json
+    parser.add_argument("--steps", type=int, default=5, help="timed steps after the warm-up (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=None, help="instead of the plan's batch size")
+    parser.add_argument("--trainers", nargs="+", default=None, help="a subset of the trainers (default: all)")
+    parser.add_argument("--no-inference", action="store_true", help="skip the sliding-window inference timing")
+    parser.add_argument("--output", default="benchmark_results", help="folder for table and chart (%(default)s)")
+    parser.add_argument("--gaussian-axial", action="store_true",
+                        help="also time Gaussian axial attention against the authors' per-position loop")
 
-        configurations = json.load(open(args.plans))["configurations"]
-        plans = {c: {"patch_size": configurations[c]["patch_size"], "batch_size": configurations[c]["batch_size"],
-                     "arch_kwargs": configurations[c]["architecture"]["arch_kwargs"]} for c in args.configuration}
-    else:
-        plans = {c: PLAN_PRESETS[c] for c in args.configuration}
+
+def plans_from_arguments(args: argparse.Namespace) -> list[BenchmarkPlan]:
+    if args.plans:
+        if args.preset:
+            raise ValueError("give either --plans or --preset, not both")
+        return [BenchmarkPlan.from_plans_file(args.plans, configuration) for configuration in args.configuration]
+    return [PLAN_PRESETS[name] for name in args.preset or ("acdc-2d", "acdc-3d_fullres")]
+
+
+def run_from_arguments(args: argparse.Namespace) -> str:
+    """Run the benchmark the arguments ask for; print and save the table and chart; return the markdown."""
+    if args.steps < 1:
+        raise ValueError(f"--steps must be at least 1, got {args.steps}")
+    plans = plans_from_arguments(args)
     device = torch.device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"## Gaussian axial attention, 64 channels, batch 2 ({name})\n")
-    print(gaussian_attention_table(device, args.steps * 4))
-    print(f"\n## One nnU-Net training step, median of {args.steps} ({name}, torch {torch.__version__})\n")
-    print(train_step_table(plans, args.device, args.steps))
+    sections = []
+    if args.gaussian_axial:
+        sections += [f"## Gaussian axial attention, 64 channels, batch 2 ({device_description(device)})",
+                     gaussian_attention_table(device, args.steps * 4)]
+    results = run_benchmark(plans, args.device, args.steps, args.batch_size, args.trainers, not args.no_inference)
+    step_kind = "AMP" if device.type == "cuda" else "fp32"
+    sections += [f"## Networks on nnU-Net plans ({device_description(device)}; train step {step_kind}, "
+                 f"median of {args.steps})", markdown_table(results)]
+    report = "\n\n".join(sections) + "\n"
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "benchmark.md").write_text(report)
+    (output / "benchmark.json").write_text(json.dumps(
+        {plan: {name: vars(m) for name, m in measured.items()} for plan, measured in results.items()}, indent=2))
+    ratio_chart(results, output / "benchmark.png")
+    print(report)
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    run_from_arguments(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""``nnunet-attention``: the package's command line (demo, synth)."""
+"""``nnunet-attention``: the package's command line (demo, synth, attention-maps, benchmark)."""
 
 from __future__ import annotations
 
@@ -63,6 +63,60 @@ def _add_synth_parser(subparsers) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
 
 
+def _add_attention_maps_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "attention-maps",
+        help="write the attention maps of a trained model for each image, in the image's geometry",
+        description="Run a trained model folder like nnUNetv2_predict_from_modelfolder (same preprocessing, "
+        "sliding window, mirroring, fold ensemble) and write every attention map per case as NIfTI with the "
+        "image's geometry, a PNG overlay on one slice, PNGs for 2D images and a maps.json describing each map.",
+    )
+    parser.add_argument("-i", required=True, dest="input", help="folder of images named like nnUNet_raw/imagesTs")
+    parser.add_argument("-o", required=True, dest="output", help="output folder (one subfolder per case)")
+    parser.add_argument("-m", required=True, dest="model_folder",
+                        help="trained model folder, e.g. "
+                        "nnUNet_results/Dataset027_ACDC/nnUNetTrainerMTUNet__nnUNetPlans__2d")
+    parser.add_argument("-f", nargs="+", default=["0"], dest="folds", help="folds to ensemble (default: 0)")
+    parser.add_argument("-chk", default="checkpoint_final.pth", dest="checkpoint", help="checkpoint file name")
+    parser.add_argument("--slice", type=int, default=None,
+                        help="overlay slice: index along the image's first array axis (default: the middle)")
+    parser.add_argument("--device", "-device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--disable_tta", action="store_true", help="no mirroring test-time augmentation")
+
+
+def _run_attention_maps(args: argparse.Namespace) -> int:
+    from .attention_maps import export_attention_maps
+    from .demo import resolve_device
+
+    folds = [fold if fold == "all" else int(fold) for fold in args.folds]
+    written = export_attention_maps(
+        args.model_folder, folds, args.input, args.output, checkpoint_name=args.checkpoint,
+        slice_index=args.slice, device=resolve_device(args.device), use_mirroring=not args.disable_tta,
+    )
+    print(f"[nnunet-attention attention-maps] wrote the maps of {len(written)} case(s) to {args.output}")
+    return 0
+
+
+def _add_benchmark_parser(subparsers) -> None:
+    from .benchmark import add_arguments
+
+    parser = subparsers.add_parser(
+        "benchmark",
+        help="every trainer's network beside nnU-Net's U-Net on the same plan: params, FLOPs, time, memory",
+        description="Measure parameters, forward FLOPs per patch, training-step time, peak memory and "
+        "sliding-window inference time of every trainer's network and of nnU-Net's planned U-Net on the same "
+        "plan; print a markdown table with ratios and save it with a bar chart.",
+    )
+    add_arguments(parser)
+
+
+def _run_benchmark(args: argparse.Namespace) -> int:
+    from .benchmark import run_from_arguments
+
+    run_from_arguments(args)
+    return 0
+
+
 def _run_demo(args: argparse.Namespace) -> int:
     from .demo import format_dice_table, run_demo
 
@@ -111,8 +165,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_demo_parser(subparsers)
     _add_synth_parser(subparsers)
+    _add_attention_maps_parser(subparsers)
+    _add_benchmark_parser(subparsers)
     args = parser.parse_args(argv)
-    handlers = {"demo": _run_demo, "synth": _run_synth}
+    handlers = {"demo": _run_demo, "synth": _run_synth, "attention-maps": _run_attention_maps,
+                "benchmark": _run_benchmark}
     try:
         return handlers[args.command](args)
     except (ValueError, FileExistsError, NNUNetCommandError) as error:

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+from nnunet_attention.architectures.blocks.attention_probe import attention_probes, capture_attention_maps
 from nnunet_attention.architectures.blocks.gaussian_axial_attention import GaussianAxialAttention
 from nnunet_attention.architectures.blocks.guided_attention import ChannelAttention, PositionAttention
 from nnunet_attention.architectures.blocks.non_local import NonLocalBlock
@@ -88,6 +89,26 @@ def test_networks_without_deep_supervision_give_one_full_resolution_output(name,
     with torch.no_grad():
         output = network(torch.randn(2, INPUT_CHANNELS, *patch))
     assert list(output.shape) == [2, NUM_CLASSES, *patch]
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("spatial_dims,n_stages,anisotropic", PLAN_MATRIX)
+def test_attention_map_summaries_are_spatial_and_in_their_declared_range(name, spatial_dims, n_stages, anisotropic):
+    """What ``nnunet-attention attention-maps`` exports: every probe fires in one inference forward pass and
+    summarises to ``(B, 1, *grid)`` with values inside the range the probe documents."""
+    kwargs, patch = make_plan(spatial_dims, n_stages, anisotropic)
+    network = build(name, kwargs, patch, deep_supervision=False).eval()
+    open_zero_initialised_gates(network)
+    probes = attention_probes(network)
+    assert probes, f"{name} exposes no attention map"
+    with torch.no_grad(), capture_attention_maps(network) as maps:
+        network(10 * torch.randn(2, INPUT_CHANNELS, *patch))
+    assert sorted(maps) == sorted(probes)
+    for probe_name, probe in probes.items():
+        summary = probe.summarize(maps[probe_name])
+        assert summary.shape[:2] == (2, 1) and summary.ndim == 2 + spatial_dims, probe_name
+        low, high = probe.value_range
+        assert torch.isfinite(summary).all() and low <= summary.min() and summary.max() <= high, probe_name
 
 
 @pytest.mark.parametrize("name", DEEP_SUPERVISED)

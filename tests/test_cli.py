@@ -48,3 +48,14 @@ def test_synth_writes_a_dataset_and_refuses_to_overwrite(tmp_path, capsys):
     assert (tmp_path / "Dataset012_SynthAttention" / "imagesTr" / "train_004_0001.nii.gz").exists()
     assert main(arguments) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_attention_maps_refuses_a_folder_that_is_not_a_trained_model(tmp_path, capsys):
+    (tmp_path / "model" / "fold_0").mkdir(parents=True)
+    (tmp_path / "model" / "plans.json").write_text("{}")
+    arguments = ["attention-maps", "-i", str(tmp_path), "-o", str(tmp_path / "out"), "-m", str(tmp_path / "model"),
+                 "-f", "0", "1", "--device", "cpu"]
+    assert main(arguments) == 2
+    error = capsys.readouterr().err
+    assert "missing dataset.json, fold_0/checkpoint_final.pth, fold_1/checkpoint_final.pth" in error
+    assert not (tmp_path / "out").exists()

@@ -32,6 +32,7 @@ from nnunetv2.utilities.label_handling.label_handling import determine_num_input
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from plan_factory import NARROW_ARCHITECTURE_KWARGS
 
+from nnunet_attention import cli
 from nnunet_attention.demo import DEMO_DATASETS, prepare_dataset
 from nnunet_attention.nnunet_commands import (
     evaluate_arguments,
@@ -224,3 +225,65 @@ def test_reference_trainer_through_the_demo_and_every_stock_command(prepared_wor
                         "-f", "0", "-np", "1"], environment, log)
     inference_information = json.loads((model_folder.parent / "inference_information.json").read_text())
     assert inference_information["best_model_or_ensemble"]["selected_model_or_models"][0]["trainer"] == short_trainer
+
+
+def trained_short_schedule(trainer_name: str, configuration: str, workdir: Path) -> tuple[dict, str]:
+    """(environment, name) of a short-schedule model of ``trainer_name`` already trained in ``workdir`` (by the
+    tests above), else one trained now on the pipeline schedule."""
+    results = Path(nnunet_environment(workdir, "cpu")["nnUNet_results"]) / DEMO_DATASETS[configuration].folder_name
+    pattern = f"{trainer_name}_*epochs_*iters*__nnUNetPlans__{configuration}/fold_0/checkpoint_final.pth"
+    finished = sorted(results.glob(pattern))
+    if not finished:
+        return train(trainer_name, configuration, *PIPELINE_SCHEDULE, workdir)
+    environment = with_ext_trainer_folder(nnunet_environment(workdir, "cpu"), workdir / "trainers")
+    return environment, finished[0].parent.parent.name.split("__")[0]
+
+
+def held_out_case_with_moved_geometry(raw_dataset: Path, folder: Path) -> sitk.Image:
+    """Copy the first held-out image into ``folder`` with a non-trivial origin and a flipped first axis (so the
+    geometry check below cannot pass by defaults); return the copy."""
+    image = sitk.ReadImage(str(sorted((raw_dataset / "imagesTs").glob("*_0000.nii.gz"))[0]))
+    dimension = image.GetDimension()
+    image.SetOrigin([12.5, -40.0, 7.25][:dimension])
+    direction = np.eye(dimension)
+    direction[0, 0] = -1
+    image.SetDirection(direction.ravel().tolist())
+    folder.mkdir(parents=True)
+    sitk.WriteImage(image, str(folder / "moved_0000.nii.gz"))
+    return image
+
+
+@pytest.mark.parametrize("trainer_name", sorted(TRAINERS))
+@pytest.mark.parametrize("configuration", ["2d", "3d_fullres"])
+def test_attention_maps_have_the_image_geometry_and_their_documented_range(
+    trainer_name, configuration, prepared_workdirs, monkeypatch, tmp_path
+):
+    """``nnunet-attention attention-maps`` on a briefly trained model: per map a NIfTI in the input's geometry
+    with values in the range maps.json documents (up to fp16 stitching), an overlay PNG, and PNGs in 2D."""
+    workdir = prepared_workdirs(configuration)
+    environment, short_trainer = trained_short_schedule(trainer_name, configuration, workdir)
+    monkeypatch.setenv("nnUNet_extTrainer", environment["nnUNet_extTrainer"])
+    raw_dataset = workdir / "nnUNet_raw" / DEMO_DATASETS[configuration].folder_name
+    image = held_out_case_with_moved_geometry(raw_dataset, tmp_path / "images")
+    model_folder = model_folder_of(environment, configuration, short_trainer)
+    arguments = ["attention-maps", "-i", str(tmp_path / "images"), "-o", str(tmp_path / "maps"),
+                 "-m", str(model_folder), "-f", "0", "--device", "cpu"]
+    assert cli.main(arguments) == 0
+
+    index = json.loads((tmp_path / "maps" / "moved" / "maps.json").read_text())
+    assert index, "no attention map was written"
+    for name, entry in index.items():
+        written = sitk.ReadImage(str(tmp_path / "maps" / "moved" / f"{name}.nii.gz"))
+        assert written.GetSize() == image.GetSize(), name
+        assert np.allclose(written.GetSpacing(), image.GetSpacing())
+        assert np.allclose(written.GetOrigin(), image.GetOrigin())
+        assert np.allclose(written.GetDirection(), image.GetDirection())
+        values = sitk.GetArrayFromImage(written)
+        low, high = entry["value_range"]
+        tolerance = 2e-3 * max(1.0, float(np.abs(values).max()))
+        assert np.isfinite(values).all() and values.min() >= low - tolerance, name
+        assert high is None or values.max() <= high + tolerance, name
+        two_dimensional_png = [f"{name}.png"] if image.GetDimension() == 2 else []
+        assert entry["files"] == [f"{name}.nii.gz", f"{name}_overlay.png", *two_dimensional_png]
+        for file in entry["files"][1:]:
+            assert (tmp_path / "maps" / "moved" / file).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -27,9 +27,11 @@ def test_cross_axis_maps_are_captured_per_axis(spatial_dims, anisotropic):
     with torch.no_grad(), capture_attention_maps(network) as maps:
         network(torch.randn(1, 1, *patch))
     assert len(maps) == spatial_dims
-    # E2 = level 2 grid; each map holds one mean weight per token along its axis
+    # E2 = level 2 grid; each map holds one mean weight per index along its axis, constant along the others
     grid = [p // (s1 * s2) for p, s1, s2 in zip(patch, kwargs["strides"][1], kwargs["strides"][2])]
     for axis in range(spatial_dims):
         weights = maps[f"decoder.head.cross_axis_attention.attention_probes.{axis}"]
-        assert weights.shape == (1, 1, grid[axis])
-        torch.testing.assert_close(weights.sum(-1), torch.ones(1, 1))
+        assert weights.shape == (1, 1, *grid)
+        torch.testing.assert_close(weights.sum(2 + axis), torch.ones(1, 1, *grid[:axis], *grid[axis + 1:]))
+        other_axes = [2 + a for a in range(spatial_dims) if a != axis]
+        assert torch.equal(weights.amax(other_axes), weights.amin(other_axes))

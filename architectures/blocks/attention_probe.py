@@ -2,16 +2,24 @@
 
 Blocks pass each map they want to expose through an :class:`AttentionProbe` (an identity). The maps are
 collected by forward hooks only while :func:`capture_attention_maps` is active, so training, inference
-and ``torch.compile`` see a plain identity and the state dict is unchanged.
+and ``torch.compile`` see a plain identity and the state dict is unchanged. Each probe documents its map
+and says how it becomes one spatial map for export (:meth:`AttentionProbe.summarize`) and the range of
+that map's values.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 from torch import nn
+
+#: how a probe's ``(B, maps, *S)`` map becomes one spatial map ``(B, 1, *S)``
+CHANNEL_SUMMARIES = ("single", "rms")
+#: value range of a root-mean-square summary
+NON_NEGATIVE = (0.0, math.inf)
 
 
 class AttentionProbe(nn.Identity):
@@ -19,14 +27,31 @@ class AttentionProbe(nn.Identity):
 
     Args:
         description: what the map holds, e.g. ``"attention gate coefficients, in [0, 1]"``.
+        channel_summary: ``"single"``: the map has one channel and is its own summary; ``"rms"``: the root
+            mean square over its channels (for feature-like maps, e.g. the response a block adds).
+        value_range: the closed range of the summary's values (``math.inf`` for unbounded).
     """
 
-    def __init__(self, description: str):
+    def __init__(
+        self, description: str, channel_summary: str = "single", value_range: tuple[float, float] = (0.0, 1.0)
+    ):
         super().__init__()
+        if channel_summary not in CHANNEL_SUMMARIES:
+            raise ValueError(f"channel_summary must be one of {CHANNEL_SUMMARIES}, got {channel_summary!r}")
         self.description = description
+        self.channel_summary = channel_summary
+        self.value_range = (float(value_range[0]), float(value_range[1]))
+
+    def summarize(self, attention_map: torch.Tensor) -> torch.Tensor:
+        """``(B, maps, *S)`` -> ``(B, 1, *S)`` in float32, values in :attr:`value_range`."""
+        if self.channel_summary == "rms":
+            return attention_map.float().square().mean(dim=1, keepdim=True).sqrt()
+        if attention_map.shape[1] != 1:
+            raise ValueError(f"probe {self.description!r} is declared single-channel but saw {attention_map.shape[1]}")
+        return attention_map.float()
 
     def extra_repr(self) -> str:
-        return repr(self.description)
+        return f"{self.description!r}, channel_summary={self.channel_summary!r}, value_range={self.value_range}"
 
 
 @contextmanager
@@ -53,6 +78,12 @@ def capture_attention_maps(network: nn.Module) -> Iterator[dict[str, torch.Tenso
             handle.remove()
 
 
+def attention_probes(network: nn.Module) -> dict[str, AttentionProbe]:
+    """Every probe of ``network`` by qualified module name, in module order."""
+    return {name: m for name, m in network.named_modules() if isinstance(m, AttentionProbe)}
+
+
 def attention_probe_descriptions(network: nn.Module) -> dict[str, str]:
     """Which maps ``network`` exposes: probe name -> description."""
-    return {name: m.description for name, m in network.named_modules() if isinstance(m, AttentionProbe)}
+    return {name: probe.description for name, probe in attention_probes(network).items()}
+

@@ -77,8 +77,9 @@ class MultiScaleCrossAxisAttention(nn.Module):
             those are applied (:func:`apply_strip`).
         axes: the spatial axes with a path (default: all); the pairing is cyclic over them.
 
-    The row-wise attention weights, averaged over heads and queries, are exposed per axis through
-    ``attention_probes[i]`` as ``(B, 1, length of the axis)``.
+    The row-wise attention weights, averaged over heads and queries (the mean weight each index along the
+    axis receives), are exposed per axis through ``attention_probes[i]`` as a spatial map ``(B, 1, *S)``,
+    constant along the other axes (the attention has one weight per index pair along its axis).
     """
 
     def __init__(
@@ -110,7 +111,8 @@ class MultiScaleCrossAxisAttention(nn.Module):
         )
         self.project_out = conv_op(dim, dim, 1)
         self.attention_probes = nn.ModuleList(
-            AttentionProbe(f"MCA attention along spatial axis {axis}: mean weight each token receives")
+            AttentionProbe(f"MCA attention along spatial axis {axis}: mean weight each index along the axis receives "
+                           f"(constant along the other axes), in [0, 1]")
             for axis in self.axes
         )
 
@@ -124,6 +126,7 @@ class MultiScaleCrossAxisAttention(nn.Module):
         are what the probe exposes. The softmax runs in float32.
         """
         batch, channels = query_map.shape[:2]
+        spatial_dims = query_map.ndim - 2
 
         def tokens(features: torch.Tensor) -> torch.Tensor:  # (B, C, *S) -> (B, heads, length, features)
             split = features.reshape(batch, self.heads, channels // self.heads, *features.shape[2:])
@@ -133,7 +136,9 @@ class MultiScaleCrossAxisAttention(nn.Module):
         key = F.normalize(tokens(key_value_map), dim=-1)
         value = tokens(key_value_map)
         weights = stable_softmax(query @ key.transpose(-1, -2), dim=-1)
-        probe(weights.mean(dim=(1, 2))[:, None])
+        received = weights.mean(dim=(1, 2))  # (B, L): mean weight each index along the axis receives
+        profile = received.reshape(batch, 1, *[received.shape[-1] if a == axis else 1 for a in range(spatial_dims)])
+        probe(profile.expand(batch, 1, *query_map.shape[2:]))
         attended = weights @ value + query
         # back to (B, C, *S): undo flatten and movedim
         moved_shape = [batch, self.heads, query_map.shape[2 + axis], channels // self.heads]

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from dynamic_network_architectures.building_blocks.helper import convert_conv_op_to_dim
 from torch import nn
 
-from .attention_probe import AttentionProbe
+from .attention_probe import NON_NEGATIVE, AttentionProbe
 
 MAX_POOLS = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 
@@ -72,7 +72,9 @@ class NonLocalBlock(nn.Module):
             norm = nn.Sequential(*([norm] if norm is not None else []), ChannelScale(channels))
         self.output_norm = norm
         self.zero_output_gate()
-        self.attention_probe = AttentionProbe("non-local block: the response it adds to the features, (B, C, *S)")
+        self.attention_probe = AttentionProbe(
+            "non-local block: the response it adds to the features; summary: its RMS over channels, >= 0",
+            channel_summary="rms", value_range=NON_NEGATIVE)
 
     def zero_output_gate(self) -> None:
         """Set the output norm's affine weight and bias (or the channel scale) to 0: the block is the identity."""

@@ -1,0 +1,246 @@
+"""Attention-map export: run a trained model folder like ``nnUNetv2_predict`` and write each map in the image's
+geometry.
+
+Every architecture exposes its maps through :class:`~nnunet_attention.architectures.blocks.attention_probe.
+AttentionProbe` taps; each probe says what its map holds, how it becomes one spatial map (its summary) and
+the summary's value range. :class:`ProbedNetwork` appends the summaries, resized to the patch, as channels
+behind the logits, so nnU-Net's own predictor stitches them exactly like the logits: same preprocessing,
+sliding window with Gaussian weighting, mirroring test-time augmentation and fold averaging. The maps are
+then taken back to the original image as nnU-Net does for probabilities (resampling, crop reverted,
+transpose reverted) and written per case:
+
+    OUTPUT/<case>/<map>.nii.gz          float32, the input image's spacing, origin and direction
+    OUTPUT/<case>/<map>.png             2D images only: the map (colour scale = its value range)
+    OUTPUT/<case>/<map>_overlay.png     the map over the image's first channel on one slice
+    OUTPUT/<case>/maps.json             per map: description, value range (null: unbounded), files; written last
+
+Values stay inside each map's range up to the rounding of nnU-Net's half-precision stitching buffer
+(about 1e-3 relative). Outside the region nnU-Net cropped away (the zero border of the image) a map is 0.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from acvl_utils.cropping_and_padding.bounding_boxes import insert_crop_into_image
+from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+from nnunetv2.utilities.utils import create_lists_from_splitted_dataset_folder
+from torch import nn
+
+from .architectures.blocks.attention_probe import attention_probes, capture_attention_maps
+from .architectures.blocks.interpolation import resize_linear
+from .atomic import atomic_path
+
+
+class ProbedNetwork(nn.Module):
+    """``network`` whose output also carries its attention-map summaries: ``(B, classes + maps, *patch)``.
+
+    The summaries (one ``(B, 1, *grid)`` map per probe, in :attr:`map_names` order) are resized linearly to the
+    input's grid. State dicts are the wrapped network's, so nnU-Net's predictor loads each fold's weights.
+    """
+
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        self.network = network
+        self.probes = attention_probes(network)
+        if not self.probes:
+            raise ValueError(f"{type(network).__name__} exposes no attention maps (it has no AttentionProbe)")
+        self.map_names = list(self.probes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with capture_attention_maps(self.network) as maps:
+            logits = self.network(x)
+        missing = [name for name in self.map_names if name not in maps]
+        if missing:
+            raise RuntimeError(f"these attention probes did not fire in the forward pass: {missing}")
+        summaries = [resize_linear(self.probes[name].summarize(maps[name]), x.shape[2:]) for name in self.map_names]
+        return torch.cat([logits, *(summary.to(logits.dtype) for summary in summaries)], dim=1)
+
+    def state_dict(self, *args, **kwargs):
+        return self.network.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        return self.network.load_state_dict(state_dict, strict=strict, assign=assign)
+
+
+class _StitchedChannels:
+    """The label manager as nnU-Net's sliding window sees it: the stitched tensor has ``extra`` more channels."""
+
+    def __init__(self, label_manager, extra: int):
+        self._label_manager = label_manager
+        self.num_segmentation_heads = label_manager.num_segmentation_heads + extra
+
+    def __getattr__(self, name: str):
+        return getattr(self._label_manager, name)
+
+
+class AttentionMapPredictor(nnUNetPredictor):
+    """nnU-Net's predictor that also returns the network's attention maps, stitched like the logits."""
+
+    def initialize_from_trained_model_folder(self, model_training_output_dir: str, use_folds,
+                                             checkpoint_name: str = "checkpoint_final.pth"):
+        super().initialize_from_trained_model_folder(model_training_output_dir, use_folds, checkpoint_name)
+        self.network = ProbedNetwork(getattr(self.network, "_orig_mod", self.network))
+
+    @property
+    def map_names(self) -> list[str]:
+        return self.network.map_names
+
+    def predict_logits_and_maps(self, data: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Preprocessed ``(C, *S)`` -> (logits ``(classes, *S)``, maps ``(n_maps, *S)``), both float32."""
+        label_manager = self.label_manager
+        self.label_manager = _StitchedChannels(label_manager, len(self.map_names))
+        try:
+            stitched = self.predict_logits_from_preprocessed_data(data).float()
+        finally:
+            self.label_manager = label_manager
+        return stitched[: label_manager.num_segmentation_heads], stitched[label_manager.num_segmentation_heads:]
+
+    def maps_in_image_geometry(self, maps: torch.Tensor, properties: dict) -> np.ndarray:
+        """Maps on the preprocessed grid -> ``(n_maps, *shape of the image as read)``, reverting nnU-Net's
+        preprocessing in the order its export does: resample, re-insert the crop, transpose back."""
+        plans_manager, configuration_manager = self.plans_manager, self.configuration_manager
+        spacing_transposed = [properties["spacing"][i] for i in plans_manager.transpose_forward]
+        shape_before_resampling = properties["shape_after_cropping_and_before_resampling"]
+        current_spacing = configuration_manager.spacing
+        if len(current_spacing) != len(shape_before_resampling):  # 2d configuration of a 3d image
+            current_spacing = [spacing_transposed[0], *current_spacing]
+        resampled = configuration_manager.resampling_fn_probabilities(
+            maps, shape_before_resampling, current_spacing, spacing_transposed
+        )
+        resampled = torch.as_tensor(resampled).float().cpu().numpy()
+        full = np.zeros((len(maps), *properties["shape_before_cropping"]), dtype=np.float32)
+        full = insert_crop_into_image(full, resampled, properties["bbox_used_for_cropping"])
+        return full.transpose([0, *(i + 1 for i in plans_manager.transpose_backward)])
+
+
+def is_two_dimensional(properties: dict) -> bool:
+    """Whether the image was a 2D file (nnU-Net reads it as one slice, ``(1, H, W)``)."""
+    return len(properties["sitk_stuff"]["spacing"]) == 2
+
+
+def write_like_image(array: np.ndarray, properties: dict, path: Path) -> None:
+    """Write ``array`` (the image's array shape) as float32 with the image's SimpleITK geometry, atomically."""
+    geometry = properties["sitk_stuff"]
+    if is_two_dimensional(properties):
+        array = array[0]
+    image = sitk.GetImageFromArray(array.astype(np.float32))
+    image.SetSpacing(geometry["spacing"])
+    image.SetOrigin(geometry["origin"])
+    image.SetDirection(geometry["direction"])
+    if "original_orientation" in geometry:  # SimpleITKIOWithReorient read it reoriented
+        image = sitk.DICOMOrient(image, geometry["original_orientation"])
+    with atomic_path(path) as partial:
+        sitk.WriteImage(image, str(partial), True)
+
+
+def display_range(attention_map: np.ndarray, value_range: tuple[float, float]) -> tuple[float, float]:
+    """The colour scale of a map: its value range, with an unbounded end replaced by the map's extreme."""
+    low = value_range[0] if np.isfinite(value_range[0]) else float(attention_map.min())
+    high = value_range[1] if np.isfinite(value_range[1]) else float(attention_map.max())
+    return low, max(high, low + 1e-6)
+
+
+def write_png(map_slice: np.ndarray, scale: tuple[float, float], path: Path) -> None:
+    from matplotlib.image import imsave
+
+    with atomic_path(path) as partial:
+        imsave(partial, map_slice, cmap="viridis", vmin=scale[0], vmax=scale[1])
+
+
+def write_overlay_png(image_slice: np.ndarray, map_slice: np.ndarray, scale: tuple[float, float], title: str,
+                      path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 6 * image_slice.shape[0] / image_slice.shape[1] + 0.6))
+    axes = figure.subplots()
+    axes.imshow(image_slice, cmap="gray")
+    shown = axes.imshow(map_slice, cmap="jet", alpha=0.45, vmin=scale[0], vmax=scale[1])
+    figure.colorbar(shown, ax=axes, fraction=0.046, pad=0.04)
+    axes.set_title(title, fontsize=8)
+    axes.set_axis_off()
+    with atomic_path(path) as partial:
+        figure.savefig(partial, dpi=100, bbox_inches="tight", format="png")
+
+
+def check_model_folder(model_folder: Path, folds: Sequence[int | str], checkpoint_name: str) -> None:
+    """A ValueError naming what is missing unless ``model_folder`` is a trained nnU-Net model folder with these
+    folds' checkpoints."""
+    missing = [name for name in ("dataset.json", "plans.json") if not (model_folder / name).is_file()]
+    missing += [f"fold_{fold}/{checkpoint_name}" for fold in folds
+                if not (model_folder / f"fold_{fold}" / checkpoint_name).is_file()]
+    if missing:
+        raise ValueError(f"{model_folder} is not a trained model folder with these folds: missing "
+                         f"{', '.join(missing)}. "
+                         f"Pass the folder nnUNetv2_train writes (nnUNet_results/DatasetXXX/Trainer__Plans__config) "
+                         f"and folds whose training finished (or -chk checkpoint_best.pth)")
+
+
+def export_attention_maps(
+    model_folder: str | os.PathLike,
+    folds: Sequence[int | str],
+    input_folder: str | os.PathLike,
+    output_folder: str | os.PathLike,
+    checkpoint_name: str = "checkpoint_final.pth",
+    slice_index: int | None = None,
+    device: str = "cpu",
+    use_mirroring: bool = True,
+) -> list[Path]:
+    """Write every attention map of every case in ``input_folder`` (nnU-Net naming, ``case_0000.nii.gz``);
+    return the case folders. ``slice_index`` (overlay) indexes the first array axis of the image as read
+    (the slice axis of a 3D image); default: the middle slice."""
+    check_model_folder(Path(model_folder), folds, checkpoint_name)
+    device = torch.device(device)
+    predictor = AttentionMapPredictor(
+        device=device, use_mirroring=use_mirroring, perform_everything_on_device=device.type == "cuda",
+        allow_tqdm=False, verbose=False,
+    )
+    predictor.initialize_from_trained_model_folder(str(model_folder), tuple(folds), checkpoint_name)
+    file_ending = predictor.dataset_json["file_ending"]
+    cases = create_lists_from_splitted_dataset_folder(str(input_folder), file_ending)
+    if not cases:
+        raise ValueError(f"no images ending in {file_ending} with nnU-Net's channel suffix (_0000) in {input_folder}")
+    reader = predictor.plans_manager.image_reader_writer_class()
+    preprocessor = predictor.configuration_manager.preprocessor_class(verbose=False)
+    written = []
+    for image_files in cases:
+        case = os.path.basename(image_files[0])[: -len(file_ending) - len("_0000")]
+        image, properties = reader.read_images(image_files)
+        if "sitk_stuff" not in properties:
+            raise ValueError(f"attention maps are written with the image's SimpleITK geometry, but this dataset "
+                             f"is read with {type(reader).__name__}; use a NIfTI/NRRD/MHA dataset (SimpleITKIO)")
+        index = image.shape[1] // 2 if slice_index is None else slice_index
+        if not 0 <= index < image.shape[1]:
+            raise ValueError(f"--slice {index} is outside case {case}, which has {image.shape[1]} slices")
+        data, _, properties = preprocessor.run_case_npy(image.copy(), None, properties, predictor.plans_manager,
+                                                        predictor.configuration_manager, predictor.dataset_json)
+        _, maps = predictor.predict_logits_and_maps(torch.from_numpy(data))
+        maps = predictor.maps_in_image_geometry(maps, properties)
+        case_folder = Path(output_folder) / case
+        case_folder.mkdir(parents=True, exist_ok=True)
+        index_entries = {}
+        for name, attention_map in zip(predictor.map_names, maps):
+            probe = predictor.network.probes[name]
+            scale = display_range(attention_map, probe.value_range)
+            files = [f"{name}.nii.gz", f"{name}_overlay.png"]
+            write_like_image(attention_map, properties, case_folder / files[0])
+            title = f"{case}: {name}\n" + textwrap.fill(probe.description, 80)
+            write_overlay_png(image[0, index], attention_map[index], scale, title, case_folder / files[1])
+            if is_two_dimensional(properties):
+                files.append(f"{name}.png")
+                write_png(attention_map[0], scale, case_folder / files[2])
+            value_range = [end if math.isfinite(end) else None for end in probe.value_range]  # None: unbounded
+            index_entries[name] = {"description": probe.description, "value_range": value_range,
+                                   "overlay_slice": index, "files": files}
+        with atomic_path(case_folder / "maps.json") as partial:
+            partial.write_text(json.dumps(index_entries, indent=2))
+        written.append(case_folder)
+    return written
