@@ -20,7 +20,7 @@ def _add_demo_parser(subparsers) -> None:
         "--trainer", default="nnUNetTrainerAttentionUNet", help="trainer class name (default: %(default)s)"
     )
     parser.add_argument("--config", default="2d", choices=["2d", "3d_fullres"], help="nnU-Net configuration")
-    parser.add_argument("--epochs", type=int, default=5, help="training epochs (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=10, help="training epochs (default: %(default)s)")
     parser.add_argument("--iterations", type=int, default=20, help="iterations per epoch (default: %(default)s)")
     parser.add_argument(
         "--device",

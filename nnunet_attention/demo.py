@@ -99,7 +99,7 @@ def prepare_dataset(
 def run_demo(
     trainer: str = "nnUNetTrainerAttentionUNet",
     configuration: str = "2d",
-    epochs: int = 5,
+    epochs: int = 10,
     iterations: int = 20,
     device: str = "auto",
     workdir: str | Path = "nnunet_attention_demo",
