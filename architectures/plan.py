@@ -121,6 +121,34 @@ def stage_grids(patch_size: Sequence[int], strides: Sequence[Sequence[int]]) -> 
     return grids
 
 
+def check_patch_fits_plan(plan_kwargs: dict[str, Any], patch_size: Sequence[int]) -> None:
+    """Fail before any forward pass, naming the plan values and the fix, where ``patch_size`` cannot run
+    through the plan's stages: an axis that its total stride does not divide (the decoder's upsampled maps
+    would not match the skips), or, with instance normalisation, a stage of a single voxel (nothing to
+    normalise). nnU-Net's planner never writes either; they come from hand-edited plans."""
+    geometry = read_geometry(plan_kwargs)
+    total_stride = [math.prod(stride[axis] for stride in geometry.strides) for axis in range(len(patch_size))]
+    misfit = [axis for axis, (p, s) in enumerate(zip(patch_size, total_stride)) if p % s]
+    if misfit:
+        fitted = [max(s, round(p / s) * s) for p, s in zip(patch_size, total_stride)]
+        raise ValueError(
+            f"the plan's patch_size {list(patch_size)} is not divisible by the total stride {total_stride} of its "
+            f"strides along axis {misfit}; every patch axis must be a multiple of its total stride (nnU-Net's "
+            f"planner makes it so): set patch_size to e.g. {fitted} in nnUNetPlans.json or plan again with "
+            f"nnUNetv2_plan_experiment"
+        )
+    norm_op = plan_kwargs.get("norm_op")
+    instance_norm = isinstance(norm_op, type) and issubclass(norm_op, nn.modules.instancenorm._InstanceNorm)
+    deepest = stage_grids(patch_size, geometry.strides)[-1]
+    if instance_norm and math.prod(deepest) == 1:
+        raise ValueError(
+            f"with patch_size {list(patch_size)} and strides {[list(s) for s in geometry.strides]} the plan's deepest "
+            f"stage is a single voxel {list(deepest)}, which instance normalisation cannot normalise; enlarge "
+            f"patch_size or drop the last stage (n_stages and the last entry of each per-stage list) in "
+            f"nnUNetPlans.json"
+        )
+
+
 def choose_attention_levels(
     grids: Sequence[Sequence[int]] | None, n_stages: int, max_positions: int, max_levels: int
 ) -> list[int]:

@@ -46,23 +46,27 @@ def write_short_schedule_trainer(
     if epochs < 1 or iterations < 1:
         raise ValueError(f"epochs and iterations must be at least 1, got {epochs} and {iterations}")
     name = short_schedule_name(base_trainer.__name__, epochs, iterations) + ("_custom" if architecture_kwargs else "")
-    class_attributes = ""
-    if architecture_kwargs:
-        merged = f"{{**{base_trainer.__name__}.architecture_kwargs, **{architecture_kwargs!r}}}"
-        class_attributes = f"\n    architecture_kwargs = {merged}\n"
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     source = _TEMPLATE.format(
         base=base_trainer.__name__,
         module=base_trainer.__module__,
         name=name,
-        class_attributes=class_attributes,
+        class_attributes=architecture_kwargs_override(base_trainer.__name__, architecture_kwargs),
         epochs=epochs,
         iterations=iterations,
         val_iterations=val_iterations if val_iterations is not None else max(1, iterations // 2),
     )
     (folder / f"{name}.py").write_text(source)
     return name
+
+
+def architecture_kwargs_override(base_trainer_name: str, architecture_kwargs: dict | None) -> str:
+    """Source of a class attribute that merges ``architecture_kwargs`` (literals) over the base trainer's, for a
+    subclass written as a module; empty without ``architecture_kwargs``."""
+    if not architecture_kwargs:
+        return ""
+    return f"\n    architecture_kwargs = {{**{base_trainer_name}.architecture_kwargs, **{architecture_kwargs!r}}}\n"
 
 
 def with_ext_trainer_folder(environment: dict[str, str], folder: str | os.PathLike) -> dict[str, str]:

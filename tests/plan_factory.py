@@ -38,6 +38,13 @@ def make_plan(spatial_dims: int, n_stages: int, anisotropic: bool, residual: boo
     ]
     cumulative = [math.prod(stride[axis] for stride in strides) for axis in range(spatial_dims)]
     patch = [c * m for c, m in zip(cumulative, PATCH_MULTIPLIERS[spatial_dims])]
+    return plan_from_layout(strides, kernels, residual, max_features), patch
+
+
+def plan_from_layout(strides: list, kernels: list, residual: bool = False, max_features: int = 32) -> dict:
+    """``arch_kwargs`` of a U-Net plan with these per-stage strides and kernels (one entry per stage), 4 base
+    features doubling per stage up to ``max_features``, written as nnU-Net's planner writes them."""
+    n_stages, spatial_dims = len(strides), len(strides[0])
     kwargs = dict(
         n_stages=n_stages,
         features_per_stage=[min(4 * 2**s, max_features) for s in range(n_stages)],
@@ -57,7 +64,7 @@ def make_plan(spatial_dims: int, n_stages: int, anisotropic: bool, residual: boo
         kwargs.update(n_blocks_per_stage=[1] + [2] * (n_stages - 1), block=BasicBlockD)
     else:
         kwargs["n_conv_per_stage"] = [2] * n_stages
-    return kwargs, patch
+    return kwargs
 
 
 #: (spatial_dims, n_stages, anisotropic) covering 2D/3D, isotropic/[1,2,2] strides and 4-7 stages

@@ -29,4 +29,5 @@ def test_ddp_gradients_equal_a_single_process_step_on_the_full_batch(index, ddp_
     expected = gradients(network)
     assert list(ddp_gradients[index]) == list(expected)
     for name, gradient in expected.items():
-        torch.testing.assert_close(ddp_gradients[index][name], gradient, rtol=1e-9, atol=1e-12, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(ddp_gradients[index][name], gradient, rtol=1e-9, atol=1e-12,
+                                   msg=lambda message, name=name: f"{name}: {message}")

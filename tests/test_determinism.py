@@ -1,32 +1,30 @@
-"""Determinism on CPU: the same seed gives the same network, the same first-step loss and the same weights after
-the step, for every registered trainer; another seed gives another loss (so the check can fail)."""
+"""Determinism on CPU, for every registered trainer: with the same seed, nnU-Net's trainer builds the same
+network and its first ``train_step`` (Dice + CE with deep supervision, SGD) gives the same loss and the same
+weights; another seed gives another loss, so the check can fail."""
 
+import numpy as np
 import pytest
 import torch
 from nnunet_attention.trainers import TRAINERS
 from plan_factory import make_plan
-from test_architecture_contract import INPUT_CHANNELS, NUM_CLASSES, build, training_loss
+from trainer_harness import dataset_json_for, harness_trainer_class, make_trainer, plans_for, training_batch
 
 
-def first_step(name: str, seed: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """(loss of the first SGD step, weights after it) of ``name``'s network, everything drawn from ``seed``."""
-    kwargs, patch = make_plan(2, 4, False)
-    network = build(name, kwargs, patch, deep_supervision=True, seed=seed)
-    generator = torch.Generator().manual_seed(seed)
-    image = torch.randn(2, INPUT_CHANNELS, *patch, generator=generator)
-    target = torch.randint(0, NUM_CLASSES, (2, *patch), generator=generator)
-    optimizer = torch.optim.SGD(network.parameters(), 1e-2, momentum=0.99, nesterov=True)
-    loss = training_loss(network(image), target)
-    loss.backward()
-    optimizer.step()
-    return loss.detach(), {key: value.clone() for key, value in network.state_dict().items()}
+def first_step(trainer_name: str, seed: int, root, monkeypatch) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
+    """(loss of the first training step, weights after it), the network and the batch drawn from ``seed``."""
+    arch_kwargs, patch = make_plan(2, 4, anisotropic=False)
+    torch.manual_seed(seed)
+    trainer = make_trainer(harness_trainer_class(TRAINERS[trainer_name]), plans_for(arch_kwargs, patch),
+                           dataset_json_for(2, 3), root / str(seed), monkeypatch)
+    loss = trainer.train_step(training_batch(trainer, torch.Generator().manual_seed(seed)))["loss"]
+    return loss, {key: value.clone() for key, value in trainer.network.state_dict().items()}
 
 
-@pytest.mark.parametrize("name", sorted(TRAINERS))
-def test_same_seed_same_first_step(name):
-    loss, weights = first_step(name, seed=3)
-    again_loss, again_weights = first_step(name, seed=3)
-    assert torch.equal(loss, again_loss)
+@pytest.mark.parametrize("trainer_name", sorted(TRAINERS))
+def test_same_seed_same_first_step(trainer_name, tmp_path, monkeypatch):
+    loss, weights = first_step(trainer_name, 3, tmp_path / "first", monkeypatch)
+    again_loss, again_weights = first_step(trainer_name, 3, tmp_path / "again", monkeypatch)
+    assert loss == again_loss
     assert all(torch.equal(weights[key], again_weights[key]) for key in weights)
-    other_loss, _ = first_step(name, seed=4)
-    assert not torch.equal(loss, other_loss)
+    other_loss, _ = first_step(trainer_name, 4, tmp_path / "other", monkeypatch)
+    assert loss != other_loss

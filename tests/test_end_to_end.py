@@ -36,12 +36,18 @@ from plan_factory import NARROW_ARCHITECTURE_KWARGS
 from nnunet_attention import cli
 from nnunet_attention.demo import DEMO_DATASETS, prepare_dataset
 from nnunet_attention.nnunet_commands import (
+    NNUNetCommandError,
     evaluate_arguments,
     nnunet_environment,
     predict_arguments,
     run_nnunet_command,
 )
-from nnunet_attention.schedules import short_schedule_name, with_ext_trainer_folder, write_short_schedule_trainer
+from nnunet_attention.schedules import (
+    architecture_kwargs_override,
+    short_schedule_name,
+    with_ext_trainer_folder,
+    write_short_schedule_trainer,
+)
 from nnunet_attention.synth import LABELS
 
 pytestmark = pytest.mark.e2e
@@ -293,3 +299,81 @@ def test_attention_maps_have_the_image_geometry_and_their_documented_range(
         assert entry["files"] == [f"{name}.nii.gz", f"{name}_overlay.png", *two_dimensional_png]
         for file in entry["files"][1:]:
             assert (tmp_path / "maps" / "moved" / file).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+#: a trainer module that checkpoints every epoch and, when STOP_AFTER_EPOCH names the epoch just finished,
+#: kills its own process (SIGKILL: no clean-up runs), as an interrupted job would end
+RESUMABLE_TRAINER = '''import os
+import signal
+
+import torch
+from {module} import {base}
+
+
+class {name}({base}):{class_attributes}
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs, self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = {epochs}, 2, 1
+        self.save_every = 1
+
+    def on_epoch_end(self):
+        finished = self.current_epoch
+        super().on_epoch_end()
+        if os.environ.get("STOP_AFTER_EPOCH") == str(finished):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        """Skipped: the final validation is checked by the other end-to-end tests."""
+'''
+RESUME_EPOCHS = 2
+
+
+def write_resumable_trainer(folder: Path, trainer_name: str) -> str:
+    name = f"{trainer_name}_resumable"
+    class_attributes = architecture_kwargs_override(trainer_name, NARROW_ARCHITECTURE_KWARGS.get(trainer_name))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.py").write_text(RESUMABLE_TRAINER.format(
+        module=TRAINERS[trainer_name].__module__, base=trainer_name, name=name, class_attributes=class_attributes,
+        epochs=RESUME_EPOCHS))
+    return name
+
+
+def epochs_run(log: Path) -> list[int]:
+    return [int(epoch) for epoch in re.findall(r": Epoch (\d+)\n", log.read_text())]
+
+
+@pytest.mark.parametrize("trainer_name", sorted(TRAINERS))
+def test_interrupted_training_continues_with_c_and_predicts_on_cpu(trainer_name, prepared_workdirs, tmp_path,
+                                                                   monkeypatch):
+    """``nnUNetv2_train`` killed after epoch 0 leaves checkpoint_latest.pth; ``--c`` continues with epoch 1 from it
+    (history kept) to checkpoint_final.pth, which nnU-Net's predictor on the CPU then uses to segment a case."""
+    configuration = "2d"
+    workdir, spec = prepared_workdirs(configuration), DEMO_DATASETS[configuration]
+    name = write_resumable_trainer(workdir / "trainers", trainer_name)
+    environment = with_ext_trainer_folder(nnunet_environment(workdir, "cpu"), workdir / "trainers")
+    train_command = ["nnUNetv2_train", spec.dataset_id, configuration, "0", "-tr", name, "-device", "cpu"]
+    with pytest.raises(NNUNetCommandError, match="exit code -9"):
+        run_nnunet_command(train_command, {**environment, "STOP_AFTER_EPOCH": "0"}, tmp_path / "interrupted.log")
+    fold = model_folder_of(environment, configuration, name) / "fold_0"
+    assert (fold / "checkpoint_latest.pth").is_file() and not (fold / "checkpoint_final.pth").exists()
+    assert epochs_run(tmp_path / "interrupted.log") == [0]
+
+    run_nnunet_command([*train_command, "--c"], environment, tmp_path / "resumed.log")
+    assert epochs_run(tmp_path / "resumed.log") == list(range(1, RESUME_EPOCHS))
+    final = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert final["current_epoch"] == RESUME_EPOCHS and len(final["logging"]["train_losses"]) == RESUME_EPOCHS
+
+    # what `nnUNetv2_predict -device cpu` runs: nnU-Net's predictor on the CPU, mirroring on
+    predictor = nnUNetPredictor(device=torch.device("cpu"), use_mirroring=True, allow_tqdm=False)
+    monkeypatch.setenv("nnUNet_extTrainer", environment["nnUNet_extTrainer"])
+    predictor.initialize_from_trained_model_folder(str(fold.parent), (0,), "checkpoint_final.pth")
+    raw = Path(environment["nnUNet_raw"]) / spec.folder_name
+    held_out = sorted((raw / "imagesTs").glob("*_0000.nii.gz"))[0]
+    (tmp_path / "images").mkdir()
+    (tmp_path / "predictions").mkdir()
+    (tmp_path / "images" / held_out.name).symlink_to(held_out)
+    predictor.predict_from_files_sequential(str(tmp_path / "images"), str(tmp_path / "predictions"), overwrite=True)
+    prediction = sitk.ReadImage(str(tmp_path / "predictions" / held_out.name.replace("_0000", "")))
+    assert prediction.GetSize() == sitk.ReadImage(str(held_out)).GetSize()
+    assert set(np.unique(sitk.GetArrayFromImage(prediction))) <= set(LABELS.values())

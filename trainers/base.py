@@ -10,12 +10,18 @@ nnU-Net's. Every concrete trainer defined in :mod:`nnunet_attention.trainers` re
 from __future__ import annotations
 
 import inspect
+import os
 import pydoc
 from typing import Any, ClassVar
 
+from nnunet_attention.architectures.plan import check_patch_fits_plan
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import nn
+
+from nnunet_attention.atomic import atomic_path
+
+from .checkpoints import check_weights_fit, read_checkpoint
 
 #: trainer class name -> class, filled by every concrete trainer of this package as it is defined
 TRAINERS: dict[str, type[AttentionTrainerBase]] = {}
@@ -86,13 +92,35 @@ class AttentionTrainerBase(nnUNetTrainer):
     ) -> nn.Module:
         if cls.architecture_class is None:
             raise TypeError(f"{cls.__name__} sets no architecture_class; use one of {sorted(TRAINERS)}")
+        arch_kwargs = plan_arch_kwargs(configuration_manager)
+        check_patch_fits_plan(arch_kwargs, configuration_manager.patch_size)
         network = cls.architecture_class(
             input_channels=num_input_channels,
             num_classes=num_output_channels,
             deep_supervision=enable_deep_supervision,
-            **plan_arch_kwargs(configuration_manager),
+            **arch_kwargs,
             **patch_size_kwargs(cls.architecture_class, configuration_manager.patch_size),
             **cls.architecture_kwargs,
         )
         network.apply(network.initialize)
         return network
+
+    def save_checkpoint(self, filename: str) -> None:
+        """nnU-Net's checkpoint, written to a hidden sibling file that replaces ``filename`` only once complete,
+        so an interruption never leaves a truncated checkpoint under a name ``--c`` would resume from."""
+        if self.local_rank != 0 or self.disable_checkpointing:
+            super().save_checkpoint(filename)  # writes nothing, logs why
+            return
+        with atomic_path(filename) as partial:
+            super().save_checkpoint(str(partial))
+
+    def load_checkpoint(self, filename_or_checkpoint: dict | str) -> None:
+        """nnU-Net's resume, after checking that the file is a complete checkpoint whose weights fit this
+        trainer's network (see :mod:`.checkpoints`); a bad file raises a ``CheckpointError`` and stays as it is."""
+        if isinstance(filename_or_checkpoint, (str, os.PathLike)):
+            if not self.was_initialized:
+                self.initialize()
+            checkpoint = read_checkpoint(filename_or_checkpoint)
+            check_weights_fit(checkpoint, self.network, self.__class__.__name__, str(filename_or_checkpoint))
+            filename_or_checkpoint = str(filename_or_checkpoint)
+        super().load_checkpoint(filename_or_checkpoint)
