@@ -228,3 +228,10 @@ def test_amp_training_stays_finite(name, spatial_dims, dtype):
     assert all(torch.isfinite(loss) for loss in losses)
     assert all(torch.isfinite(p).all() for p in network.parameters())
     assert any(not torch.equal(b, p) for b, p in zip(before, network.parameters())), "no step was taken"
+    # the gradients themselves, unscaled (the scaler would hide an inf by skipping the step)
+    network.zero_grad(set_to_none=True)
+    with torch.autocast("cpu", dtype=dtype):
+        loss = training_loss(network(image), target)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in network.parameters() if p.grad is not None)

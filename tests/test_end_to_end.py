@@ -327,6 +327,8 @@ class {name}({base}):{class_attributes}
         """Skipped: the final validation is checked by the other end-to-end tests."""
 '''
 RESUME_EPOCHS = 2
+#: nnUNetv2_predict's -device choices other than cuda that this machine has
+PREDICTION_DEVICES = ["cpu"] + (["mps"] if torch.backends.mps.is_available() else [])
 
 
 def write_resumable_trainer(folder: Path, trainer_name: str) -> str:
@@ -347,7 +349,8 @@ def epochs_run(log: Path) -> list[int]:
 def test_interrupted_training_continues_with_c_and_predicts_on_cpu(trainer_name, prepared_workdirs, tmp_path,
                                                                    monkeypatch):
     """``nnUNetv2_train`` killed after epoch 0 leaves checkpoint_latest.pth; ``--c`` continues with epoch 1 from it
-    (history kept) to checkpoint_final.pth, which nnU-Net's predictor on the CPU then uses to segment a case."""
+    (history kept) to checkpoint_final.pth, which nnU-Net's predictor on the CPU (and MPS where present) then uses
+    to segment a case."""
     configuration = "2d"
     workdir, spec = prepared_workdirs(configuration), DEMO_DATASETS[configuration]
     name = write_resumable_trainer(workdir / "trainers", trainer_name)
@@ -364,16 +367,18 @@ def test_interrupted_training_continues_with_c_and_predicts_on_cpu(trainer_name,
     final = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     assert final["current_epoch"] == RESUME_EPOCHS and len(final["logging"]["train_losses"]) == RESUME_EPOCHS
 
-    # what `nnUNetv2_predict -device cpu` runs: nnU-Net's predictor on the CPU, mirroring on
-    predictor = nnUNetPredictor(device=torch.device("cpu"), use_mirroring=True, allow_tqdm=False)
-    monkeypatch.setenv("nnUNet_extTrainer", environment["nnUNet_extTrainer"])
-    predictor.initialize_from_trained_model_folder(str(fold.parent), (0,), "checkpoint_final.pth")
     raw = Path(environment["nnUNet_raw"]) / spec.folder_name
     held_out = sorted((raw / "imagesTs").glob("*_0000.nii.gz"))[0]
     (tmp_path / "images").mkdir()
-    (tmp_path / "predictions").mkdir()
     (tmp_path / "images" / held_out.name).symlink_to(held_out)
-    predictor.predict_from_files_sequential(str(tmp_path / "images"), str(tmp_path / "predictions"), overwrite=True)
-    prediction = sitk.ReadImage(str(tmp_path / "predictions" / held_out.name.replace("_0000", "")))
-    assert prediction.GetSize() == sitk.ReadImage(str(held_out)).GetSize()
-    assert set(np.unique(sitk.GetArrayFromImage(prediction))) <= set(LABELS.values())
+    monkeypatch.setenv("nnUNet_extTrainer", environment["nnUNet_extTrainer"])
+    for device in PREDICTION_DEVICES:
+        # what `nnUNetv2_predict -device cpu|mps` runs: nnU-Net's predictor on that device, mirroring on
+        predictor = nnUNetPredictor(device=torch.device(device), use_mirroring=True, allow_tqdm=False)
+        predictor.initialize_from_trained_model_folder(str(fold.parent), (0,), "checkpoint_final.pth")
+        output = tmp_path / f"predictions_{device}"
+        output.mkdir()
+        predictor.predict_from_files_sequential(str(tmp_path / "images"), str(output), overwrite=True)
+        prediction = sitk.ReadImage(str(output / held_out.name.replace("_0000", "")))
+        assert prediction.GetSize() == sitk.ReadImage(str(held_out)).GetSize()
+        assert set(np.unique(sitk.GetArrayFromImage(prediction))) <= set(LABELS.values())
