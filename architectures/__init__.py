@@ -1,7 +1,8 @@
 """Attention architectures built from nnU-Net plans.
 
-``ARCHITECTURES`` maps each architecture's name to its class; every class takes
-``(input_channels, num_classes, deep_supervision, **plan_arch_kwargs, **its own kwargs)``.
+Every class takes ``(input_channels, num_classes, deep_supervision, **plan_arch_kwargs, **its own kwargs)``.
+The registry of what is available is the trainers' (``nnunet_attention.trainers.TRAINERS``, each with its
+``architecture_class``), filled automatically as trainers are defined.
 """
 
 from .attention_unet import AttentionUNet
@@ -11,9 +12,7 @@ from .msga import MSGANet
 from .mt_unet import MTUNet
 from .non_local_unet import NonLocalUNet
 
-ARCHITECTURES = {cls.__name__: cls for cls in (AttentionUNet, MCANet, MSGANet, MTUNet, NonLocalUNet)}
-
 __all__ = [
-    "ARCHITECTURES", "AttentionUNet", "MCANet", "MSGANet", "MTUNet", "NonLocalUNet", "attention_probe_descriptions",
+    "AttentionUNet", "MCANet", "MSGANet", "MTUNet", "NonLocalUNet", "attention_probe_descriptions",
     "capture_attention_maps",
 ]

@@ -9,30 +9,19 @@ uses 3 levels, 28², 14² and 7² at 224² input), the bottleneck always; ``mtm_
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 from torch import nn
 
 from .blocks.heads import heads_for
 from .blocks.mixed_transformer import MixedTransformerStage
 from .blocks.windows import window_shape_for
-from .decoder import HookedUNetDecoder
-from .encoder import encode_with_stage_blocks
-from .plan import (
-    build_planned_encoder,
-    choose_attention_levels,
-    decoder_convs_per_stage,
-    initialize_module_like_nnunet,
-    is_residual_plan,
-    read_geometry,
-    stage_grids,
-)
+from .plan import read_geometry, resolve_attention_levels, stage_grids
+from .stage_block_unet import StageBlockUNet
 
 
-class MTUNet(nn.Module):
+class MTUNet(StageBlockUNet):
     """nnU-Net's planned U-Net with Mixed Transformer Modules at the deep levels.
 
     Args:
@@ -65,19 +54,14 @@ class MTUNet(nn.Module):
         memory_slots: int = 64,
         **plan_kwargs: Any,
     ):
-        super().__init__()
         geometry = read_geometry(plan_kwargs)
         n_stages = len(geometry.features_per_stage)
         grids = None if patch_size is None else stage_grids(patch_size, geometry.strides)
-        if mtm_levels is None:
-            mtm_levels = choose_attention_levels(grids, n_stages, mtm_max_tokens, max_mtm_levels)
-        elif not all(0 <= level < n_stages for level in mtm_levels):
-            raise ValueError(f"mtm_levels {list(mtm_levels)} must be level indices in 0..{n_stages - 1}")
-        self.mtm_levels = tuple(sorted(mtm_levels))
-        self.residual_plan = is_residual_plan(plan_kwargs)
+        levels = resolve_attention_levels(mtm_levels, grids, n_stages, mtm_max_tokens, max_mtm_levels, "mtm_levels")
 
-        def mtm_stage(level: int) -> nn.Module:
-            if level not in self.mtm_levels:
+        def mtm_stage(level: int, place: str) -> nn.Module:
+            # the same levels in the encoder and in the decoder stages coming back up through them
+            if level not in levels:
                 return nn.Identity()
             channels = geometry.features_per_stage[level]
             grid = grids[level] if grids is not None else (window_size,) * len(geometry.strides[0])
@@ -86,30 +70,16 @@ class MTUNet(nn.Module):
                 memory_slots, mtm_depth,
             )
 
-        self.encoder = build_planned_encoder(input_channels, plan_kwargs)
-        self.encoder_blocks = nn.ModuleList([mtm_stage(level) for level in range(n_stages)])
-        # decoder stage s produces level n_stages - 2 - s; MTMs there for the levels below the bottleneck
-        decoder_blocks = [mtm_stage(n_stages - 2 - s) for s in range(n_stages - 1)]
-        self.decoder = HookedUNetDecoder(
-            self.encoder, num_classes, decoder_convs_per_stage(plan_kwargs), deep_supervision,
-            stage_blocks=decoder_blocks,
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        return self.decoder(encode_with_stage_blocks(self.encoder, self.encoder_blocks, x))
+        super().__init__(input_channels, num_classes, deep_supervision, plan_kwargs, mtm_stage)
+        self.mtm_levels = levels
 
     def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> int:
         """Voxels of feature maps held for backward: the planned U-Net's, plus for every MTM about 12 maps
         of its level's size (norms, q/k/v, attention outputs, the 4x external-attention projection)."""
-        grids = stage_grids(input_size, self.encoder.strides)
-        channels = self.encoder.output_channels
+        level_voxels = self.level_voxels(input_size)
         transformer = 0
         for level in self.mtm_levels:
-            uses = 1 + (level < len(grids) - 1)  # encoder, and the decoder stage coming back up
+            uses = 1 + (level < len(level_voxels) - 1)  # encoder, and the decoder stage coming back up
             depth = len(self.encoder_blocks[level].blocks)
-            transformer += uses * depth * 12 * channels[level] * math.prod(grids[level])
-        planned = self.encoder.compute_conv_feature_map_size(input_size)
-        return int(planned + self.decoder.compute_conv_feature_map_size(input_size) + transformer)
-
-    def initialize(self, module: nn.Module) -> None:
-        initialize_module_like_nnunet(module, self.residual_plan)
+            transformer += uses * depth * 12 * level_voxels[level]
+        return self.planned_feature_map_size(input_size) + transformer

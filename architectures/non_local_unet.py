@@ -10,28 +10,17 @@ block starts as the identity, so at initialisation the network is the planned U-
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 from torch import nn
 
 from .blocks.non_local import NonLocalBlock
-from .decoder import HookedUNetDecoder
-from .encoder import encode_with_stage_blocks
-from .plan import (
-    build_planned_encoder,
-    choose_attention_levels,
-    decoder_convs_per_stage,
-    initialize_module_like_nnunet,
-    is_residual_plan,
-    read_geometry,
-    stage_grids,
-)
+from .plan import read_geometry, resolve_attention_levels, stage_grids
+from .stage_block_unet import DECODER, StageBlockUNet
 
 
-class NonLocalUNet(nn.Module):
+class NonLocalUNet(StageBlockUNet):
     """nnU-Net's planned U-Net with non-local blocks at the bottleneck and the deep decoder stages.
 
     Args:
@@ -59,48 +48,34 @@ class NonLocalUNet(nn.Module):
         subsample: int = 2,
         **plan_kwargs: Any,
     ):
-        super().__init__()
         geometry = read_geometry(plan_kwargs)
         n_stages = len(geometry.features_per_stage)
-        if nonlocal_levels is None:
-            grids = None if patch_size is None else stage_grids(patch_size, geometry.strides)
-            nonlocal_levels = choose_attention_levels(grids, n_stages, max_positions, max_levels)
-        elif not all(0 <= level < n_stages for level in nonlocal_levels):
-            raise ValueError(f"nonlocal_levels {list(nonlocal_levels)} must be level indices in 0..{n_stages - 1}")
-        self.nonlocal_levels = tuple(sorted(nonlocal_levels))
-        self.residual_plan = is_residual_plan(plan_kwargs)
+        grids = None if patch_size is None else stage_grids(patch_size, geometry.strides)
+        levels = resolve_attention_levels(
+            nonlocal_levels, grids, n_stages, max_positions, max_levels, "nonlocal_levels"
+        )
 
         def block(level: int, place: str) -> nn.Module:
-            wanted = level in self.nonlocal_levels and (place == "decoder") == (level < n_stages - 1)
-            if not wanted:
+            # the bottleneck's block follows the encoder, every other level's the decoder stage producing it
+            if level not in levels or (place == DECODER) != (level < n_stages - 1):
                 return nn.Identity()
             return NonLocalBlock(
                 geometry.conv_op, geometry.features_per_stage[level], plan_kwargs.get("norm_op"),
                 plan_kwargs.get("norm_op_kwargs"), reduction, subsample,
             )
 
-        self.encoder = build_planned_encoder(input_channels, plan_kwargs)
-        self.encoder_blocks = nn.ModuleList([block(level, "encoder") for level in range(n_stages)])
-        # decoder stage s produces level n_stages - 2 - s
-        self.decoder = HookedUNetDecoder(
-            self.encoder, num_classes, decoder_convs_per_stage(plan_kwargs), deep_supervision,
-            stage_blocks=[block(n_stages - 2 - s, "decoder") for s in range(n_stages - 1)],
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        return self.decoder(encode_with_stage_blocks(self.encoder, self.encoder_blocks, x))
+        super().__init__(input_channels, num_classes, deep_supervision, plan_kwargs, block)
+        self.nonlocal_levels = levels
 
     def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> int:
         """Voxels of feature maps held for backward: the planned U-Net's, plus about three maps of its level's
         size per non-local block (θ and the attention output at C/2, W's output and its norm at C)."""
-        grids = stage_grids(input_size, self.encoder.strides)
-        channels = self.encoder.output_channels
-        non_local = sum(3 * channels[level] * math.prod(grids[level]) for level in self.nonlocal_levels)
-        planned = self.encoder.compute_conv_feature_map_size(input_size)
-        return int(planned + self.decoder.compute_conv_feature_map_size(input_size) + non_local)
+        level_voxels = self.level_voxels(input_size)
+        non_local = sum(3 * level_voxels[level] for level in self.nonlocal_levels)
+        return self.planned_feature_map_size(input_size) + non_local
 
     def initialize(self, module: nn.Module) -> None:
         """nnU-Net's initialisation; the non-local output gates are zeroed again so every block stays the identity."""
-        initialize_module_like_nnunet(module, self.residual_plan)
+        super().initialize(module)
         if isinstance(module, NonLocalBlock):
             module.zero_output_gate()

@@ -158,3 +158,20 @@ def choose_attention_levels(
     if grids is None:
         return deepest
     return [level for level in deepest if level == n_stages - 1 or math.prod(grids[level]) <= max_positions]
+
+
+def resolve_attention_levels(
+    explicit: Sequence[int] | None,
+    grids: Sequence[Sequence[int]] | None,
+    n_stages: int,
+    max_positions: int,
+    max_levels: int,
+    option: str,
+) -> tuple[int, ...]:
+    """The levels that get attention blocks, sorted: ``explicit`` (the user's ``option``, checked to be level
+    indices) or else :func:`choose_attention_levels`."""
+    if explicit is None:
+        return tuple(choose_attention_levels(grids, n_stages, max_positions, max_levels))
+    if not all(0 <= level < n_stages for level in explicit):
+        raise ValueError(f"{option} {list(explicit)} must be level indices in 0..{n_stages - 1}")
+    return tuple(sorted(explicit))

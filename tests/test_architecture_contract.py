@@ -21,8 +21,11 @@ from plan_factory import NARROW_ARCHITECTURE_KWARGS, PLAN_MATRIX, make_plan
 
 NUM_CLASSES = 3
 INPUT_CHANNELS = 2
-#: parameters whose gradient is zero by construction (documented where they are defined)
-ZERO_GRADIENT_BY_DESIGN = ("global_attention.bias",)
+#: parameters whose gradient is zero by construction: the Gaussian axial score offset (documented where it is
+#: defined) and the biases of key projections (non-local phi, DANet position attention, Gaussian axial
+#: attention), which add q·b to all of a query's scores alike, a constant the softmax cancels. Their
+#: computed gradients are float rounding noise, exactly zero with some thread counts.
+ZERO_GRADIENT_BY_DESIGN = ("global_attention.bias", "key.bias", "phi.bias")
 
 
 ARCHITECTURES = {name: trainer.architecture_class for name, trainer in TRAINERS.items()}

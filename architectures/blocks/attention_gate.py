@@ -6,11 +6,10 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from dynamic_network_architectures.building_blocks.helper import convert_conv_op_to_dim
 from torch import nn
 
 from .attention_probe import AttentionProbe
-from .interpolation import LINEAR_MODE
+from .interpolation import resize_linear
 
 
 class AttentionGate(nn.Module):
@@ -44,7 +43,6 @@ class AttentionGate(nn.Module):
     ):
         super().__init__()
         stride = tuple(int(s) for s in stride)
-        self.interpolation_mode = LINEAR_MODE[convert_conv_op_to_dim(conv_op)]
         self.theta = conv_op(skip_channels, intermediate_channels, stride, stride, 0, bias=False)
         self.phi = conv_op(gating_channels, intermediate_channels, 1, 1, 0, bias=True)
         self.psi = conv_op(intermediate_channels, 1, 1, 1, 0, bias=True)
@@ -57,8 +55,5 @@ class AttentionGate(nn.Module):
     def forward(self, skip: torch.Tensor, gating: torch.Tensor) -> torch.Tensor:
         joint = F.relu(self.theta(skip) + self.phi(gating))
         coefficients = torch.sigmoid(self.psi(joint))
-        coefficients = F.interpolate(
-            coefficients, size=skip.shape[2:], mode=self.interpolation_mode, align_corners=False
-        )
-        coefficients = self.coefficient_probe(coefficients)
+        coefficients = self.coefficient_probe(resize_linear(coefficients, skip.shape[2:]))
         return self.output(skip * coefficients)
