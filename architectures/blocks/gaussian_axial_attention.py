@@ -18,7 +18,8 @@ class GaussianAxialAttention(nn.Module):
 
     ``shift`` and ``bias`` are learnable scalars initialised as in the authors' code (``|N(0,1)|`` and
     ``-|N(0,1)|``). ``bias`` is constant along the softmax axis, so it cancels and gets zero gradient; it
-    is kept to follow the paper's formula.
+    is kept to follow the paper's formula. The same holds for the key projection's bias (it adds ``q·b`` to
+    all of a query's scores alike).
     """
 
     def __init__(self, dim: int):

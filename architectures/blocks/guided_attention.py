@@ -30,7 +30,8 @@ class PositionAttention(nn.Module):
     """DANet position attention: ``x + gamma * V softmax(QᵀK)ᵀ`` over all positions, ``(B, C, *S)`` -> same.
 
     Through ``scaled_dot_product_attention`` with scale 1 (the authors do not scale), so the GPU runs fused
-    kernels whose memory is linear in the positions and whose softmax accumulates in float32.
+    kernels whose memory is linear in the positions and whose softmax accumulates in float32. The key
+    conv's bias cancels in the softmax (zero gradient; kept as in the authors' code).
     """
 
     def __init__(self, conv_op: type[nn.Module], channels: int, reduction: int = 8):

@@ -44,6 +44,8 @@ class NonLocalBlock(nn.Module):
 
     The probe ``attention_probe`` exposes the response the block adds, ``norm(W y)`` as ``(B, C, *S)``: its
     norm over channels shows where the non-local context changes the features (zero at initialisation).
+    φ's bias adds ``θ·b`` to all of a position's scores alike, so the softmax cancels it (zero gradient; kept,
+    as in the paper's 1x1 convolutions).
     """
 
     def __init__(
