@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+from cpu_autocast import bf16_safe_kernels
 from nnunet_attention.architectures.blocks.attention_probe import attention_probes, capture_attention_maps
 from nnunet_attention.architectures.blocks.gaussian_axial_attention import GaussianAxialAttention
 from nnunet_attention.architectures.blocks.guided_attention import ChannelAttention, PositionAttention
@@ -205,9 +206,10 @@ def test_missing_encoder_depth_is_rejected(name):
 def amp_training_step(network, optimizer, scaler, image, target, dtype) -> torch.Tensor:
     """nnU-Net's step: autocast forward, training loss, scaled backward, unscale, clip to 12, step, update."""
     optimizer.zero_grad(set_to_none=True)
-    with torch.autocast("cpu", dtype=dtype):
-        loss = training_loss(network(image), target)
-    scaler.scale(loss).backward()
+    with bf16_safe_kernels(dtype):
+        with torch.autocast("cpu", dtype=dtype):
+            loss = training_loss(network(image), target)
+        scaler.scale(loss).backward()
     scaler.unscale_(optimizer)
     torch.nn.utils.clip_grad_norm_(network.parameters(), 12)
     scaler.step(optimizer)
@@ -233,8 +235,26 @@ def test_amp_training_stays_finite(name, spatial_dims, dtype):
     assert any(not torch.equal(b, p) for b, p in zip(before, network.parameters())), "no step was taken"
     # the gradients themselves, unscaled (the scaler would hide an inf by skipping the step)
     network.zero_grad(set_to_none=True)
-    with torch.autocast("cpu", dtype=dtype):
-        loss = training_loss(network(image), target)
-    loss.backward()
+    with bf16_safe_kernels(dtype):
+        with torch.autocast("cpu", dtype=dtype):
+            loss = training_loss(network(image), target)
+        loss.backward()
     assert torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in network.parameters() if p.grad is not None)
+
+
+def test_bf16_kernels_of_the_amp_tests_give_the_float64_convolution_gradient():
+    """On the depth-2 input where oneDNN's bf16 Conv3d weight gradient is inf or garbage on some CPUs (see
+    ``cpu_autocast``), the kernels the AMP tests run give the float64 gradient up to bf16 rounding."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv3d(8, 16, 3, padding=1)
+    image, upstream = torch.randn(2, 8, 2, 4, 12), torch.randn(2, 16, 2, 4, 12)
+    weight, bias = conv.weight.double(), conv.bias.double()
+    expected = torch.autograd.grad(
+        (F.conv3d(image.double(), weight, bias, padding=1) * upstream.double()).sum(), weight
+    )[0]
+    with bf16_safe_kernels(torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            output = conv(image)
+        got = torch.autograd.grad((output.float() * upstream).sum(), conv.weight)[0]
+    assert (got.double() - expected).abs().max() <= 0.02 * expected.abs().max()
