@@ -1,6 +1,7 @@
 """Attention architectures built from nnU-Net plans.
 
-Every class takes ``(input_channels, num_classes, deep_supervision, **plan_arch_kwargs, **its own kwargs)``.
+Every class takes ``(plan, input_channels, num_classes, deep_supervision, **its own options)``, ``plan`` the
+configuration's :class:`~.plan.UNetPlan` (``UNetPlan.from_arch_kwargs(arch_kwargs, patch_size)``).
 The registry of what is available is the trainers' (``nnunet_attention.trainers.TRAINERS``, each with its
 ``architecture_class``), filled automatically as trainers are defined.
 """
@@ -11,8 +12,9 @@ from .mcanet import MCANet
 from .msga import MSGANet
 from .mt_unet import MTUNet
 from .non_local_unet import NonLocalUNet
+from .plan import UNetPlan
 
 __all__ = [
-    "AttentionUNet", "MCANet", "MSGANet", "MTUNet", "NonLocalUNet", "attention_probe_descriptions",
+    "AttentionUNet", "MCANet", "MSGANet", "MTUNet", "NonLocalUNet", "UNetPlan", "attention_probe_descriptions",
     "capture_attention_maps",
 ]

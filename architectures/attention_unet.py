@@ -1,136 +1,92 @@
-"""Attention U-Net (Oktay et al., "Attention U-Net: Learning Where to Look for the Pancreas", MIDL 2018).
+"""Attention U-Net (Oktay et al., "Attention U-Net: Learning Where to Look for the Pancreas", MIDL 2018) on an
+nnU-Net plan, as the authors' code builds it (ozan-oktay/Attention-Gated-Networks, ``unet_CT_multi_att_dsv_3D``).
 
-The planned nnU-Net U-Net, unchanged, with an additive attention gate on the skip connections: each
-gate is driven by the decoder's feature map one level below (for the deepest skip, the bottleneck after
-a 1x1 conv-norm-nonlin, the paper's gating signal), and its θ stride is the plan's stride between the
-two levels. As in the paper, the highest-resolution skip is not gated unless ``gate_top_skip=True``.
-nnU-Net's deep supervision replaces the paper's fused side outputs.
+1. Encoder: the planned encoder, untouched.
+2. Gating signal: the bottleneck through a 1x1 conv-norm-nonlin (the official ``UnetGridGatingSignal3``).
+3. Decoder: nnU-Net's planned decoder; before each skip is concatenated it is filtered by a
+   :class:`~.blocks.attention_gate.MultiAttentionGate`, driven by the decoder's feature map one level below
+   (the gating signal for the deepest skip): ``gates_per_skip`` additive attention gates in parallel (the
+   official multi-attention model, the one its CT configuration trains: two), each with intermediate channels
+   = the skip's channels and θ's kernel and stride = the plan's stride between the two levels (anisotropic in
+   3D), then ``combine_gates`` (1x1 conv-norm-nonlin). The highest-resolution skip stays ungated, as in the
+   paper, unless ``gate_top_skip``.
+4. Heads: nnU-Net's deep supervision (one 1x1 head per decoder level) replaces the paper's side outputs
+   fused by a 1x1 conv; nnU-Net's loss, optimizer and schedule train it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 import torch
-from dynamic_network_architectures.building_blocks.simple_conv_blocks import ConvDropoutNormReLU
 from torch import nn
 
-from .blocks.attention_gate import AttentionGate
+from .blocks.attention_gate import AttentionGate, MultiAttentionGate
 from .decoder import HookedUNetDecoder
-from .plan import (
-    build_planned_encoder,
-    decoder_convs_per_stage,
-    initialize_module_like_nnunet,
-    is_residual_plan,
-    read_geometry,
-)
+from .plan import UNetPlan
 
 
-class _GatingProjection(nn.Module):
-    """The paper's gating-signal block on the bottleneck (1x1 conv, norm, nonlin) in front of a gate."""
+class GatingSignalGate(nn.Module):
+    """The deepest skip's gate: the bottleneck projected to the gating signal first."""
 
-    def __init__(self, projection: nn.Module, gate: AttentionGate):
+    def __init__(self, gating_signal: nn.Module, gate: nn.Module):
         super().__init__()
-        self.projection = projection
+        self.gating_signal = gating_signal
         self.gate = gate
 
-    def forward(self, skip: torch.Tensor, gating: torch.Tensor) -> torch.Tensor:
-        return self.gate(skip, self.projection(gating))
+    def forward(self, skip: torch.Tensor, bottleneck: torch.Tensor) -> torch.Tensor:
+        return self.gate(skip, self.gating_signal(bottleneck))
 
 
 class AttentionUNet(nn.Module):
-    """nnU-Net's planned U-Net with attention-gated skips.
+    """nnU-Net's planned U-Net with attention-gated skips (see the module docstring).
 
     Args:
+        plan: the configuration's plan.
         input_channels, num_classes: from the dataset.
         deep_supervision: return nnU-Net's list of logits (highest resolution first).
+        gates_per_skip: parallel gates per skip (official multi-attention model: 2; single-attention model: 1).
         gate_top_skip: also gate the highest-resolution skip (the paper leaves it ungated).
-        gate_channel_ratio: intermediate gate channels as a fraction of the skip's channels
-            (official code: 0.5; paper: 1.0).
-        **plan_kwargs: the plan's ``arch_kwargs`` (``PlainConvUNet`` or ``ResidualEncoderUNet``).
 
-    Forward: ``(B, input_channels, *patch)`` -> logits ``(B, num_classes, *patch)``, or the
-    deep-supervision list. Gate coefficients are exposed through
+    Forward: ``(B, input_channels, *patch)`` -> logits ``(B, num_classes, *patch)``, or the deep-supervision list.
+    Each gate's coefficients ``(B, 1, *skip_grid)`` are exposed through
     :func:`architectures.blocks.attention_probe.capture_attention_maps`.
     """
 
     def __init__(
         self,
+        plan: UNetPlan,
         input_channels: int,
         num_classes: int,
         deep_supervision: bool = False,
+        gates_per_skip: int = 2,
         gate_top_skip: bool = False,
-        gate_channel_ratio: float = 0.5,
-        **plan_kwargs: Any,
     ):
         super().__init__()
-        geometry = read_geometry(plan_kwargs)
-        self.residual_plan = is_residual_plan(plan_kwargs)
-        self.encoder = build_planned_encoder(input_channels, plan_kwargs)
-        skip_filters = self._build_gates(
-            geometry.features_per_stage, geometry.strides, plan_kwargs, gate_top_skip, gate_channel_ratio
-        )
-        self.decoder = HookedUNetDecoder(
-            self.encoder, num_classes, decoder_convs_per_stage(plan_kwargs), deep_supervision, skip_filters=skip_filters
-        )
+        if gates_per_skip < 1:
+            raise ValueError(f"gates_per_skip must be at least 1, got {gates_per_skip}")
+        self.plan = plan
+        self.encoder = plan.build_encoder(input_channels)
+        bottleneck_channels = plan.features_per_stage[-1]
+        gating_signal = plan.conv_norm_nonlin(bottleneck_channels, bottleneck_channels)
+        skip_filters: list[nn.Module | None] = []
+        for skip_level in range(plan.n_stages - 2, -1, -1):  # decoder order: deepest skip first
+            gate = None if skip_level == 0 and not gate_top_skip else self._gated_skip(plan, skip_level, gates_per_skip)
+            if skip_level == plan.n_stages - 2 and gate is not None:
+                gate = GatingSignalGate(gating_signal, gate)
+            skip_filters.append(gate)
+        self.decoder = HookedUNetDecoder(plan, self.encoder, num_classes, deep_supervision, skip_filters=skip_filters)
 
     @staticmethod
-    def _build_gates(
-        features: Sequence[int],
-        strides: Sequence[Sequence[int]],
-        plan_kwargs: dict[str, Any],
-        gate_top_skip: bool,
-        gate_channel_ratio: float,
-    ) -> list[nn.Module | None]:
-        """One skip filter per decoder stage (lowest resolution first); None where the skip stays ungated."""
-        conv_op, norm_op = plan_kwargs["conv_op"], plan_kwargs.get("norm_op")
-        norm_kwargs = plan_kwargs.get("norm_op_kwargs")
-        n_stages = len(features)
-        filters: list[nn.Module | None] = []
-        for s in range(n_stages - 1):
-            skip_level = n_stages - 2 - s
-            if skip_level == 0 and not gate_top_skip:
-                filters.append(None)
-                continue
-            gate = AttentionGate(
-                conv_op,
-                skip_channels=features[skip_level],
-                gating_channels=features[skip_level + 1],
-                stride=strides[skip_level + 1],
-                intermediate_channels=max(1, round(features[skip_level] * gate_channel_ratio)),
-                norm_op=norm_op,
-                norm_op_kwargs=norm_kwargs,
-            )
-            if s == 0:
-                projection = ConvDropoutNormReLU(
-                    conv_op,
-                    features[-1],
-                    features[-1],
-                    1,
-                    1,
-                    plan_kwargs.get("conv_bias", False),
-                    norm_op,
-                    norm_kwargs,
-                    None,
-                    None,
-                    plan_kwargs.get("nonlin"),
-                    plan_kwargs.get("nonlin_kwargs"),
-                )
-                gate = _GatingProjection(projection, gate)
-            filters.append(gate)
-        return filters
+    def _gated_skip(plan: UNetPlan, skip_level: int, gates_per_skip: int) -> MultiAttentionGate:
+        skip_channels = plan.features_per_stage[skip_level]
+        gates = [
+            AttentionGate(plan.conv_op, skip_channels, plan.features_per_stage[skip_level + 1],
+                          plan.strides[skip_level + 1], skip_channels, plan.norm_op, plan.norm_op_kwargs)
+            for _ in range(gates_per_skip)
+        ]
+        return MultiAttentionGate(gates, plan.conv_norm_nonlin(gates_per_skip * skip_channels, skip_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         return self.decoder(self.encoder(x))
 
-    def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> int:
-        """Voxels of feature maps held for backward, as nnU-Net's planner estimates them (gates not counted:
-        they add at most one skip-sized map per gated level)."""
-        return int(
-            self.encoder.compute_conv_feature_map_size(input_size)
-            + self.decoder.compute_conv_feature_map_size(input_size)
-        )
-
     def initialize(self, module: nn.Module) -> None:
-        initialize_module_like_nnunet(module, self.residual_plan)
+        self.plan.initialize(module)

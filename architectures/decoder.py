@@ -20,6 +20,8 @@ import torch
 from dynamic_network_architectures.building_blocks.unet_decoder import UNetDecoder
 from torch import nn
 
+from .plan import UNetPlan
+
 
 class KeepSkip(nn.Module):
     """The default skip filter: the skip connection unchanged."""
@@ -32,9 +34,9 @@ class HookedUNetDecoder(UNetDecoder):
     """``UNetDecoder`` with ``skip_filters`` and ``stage_blocks`` hooks (one entry per decoder stage).
 
     Args:
-        encoder: the planned encoder (``PlainConvEncoder`` or ``ResidualEncoder``, ``return_skips=True``).
+        plan: the configuration's plan (its decoder convs per stage).
+        encoder: the planned encoder (``plan.build_encoder``).
         num_classes: output channels of every segmentation head.
-        n_conv_per_stage: the plan's ``n_conv_per_stage_decoder``.
         deep_supervision: return a list of logits, highest resolution first, one per decoder stage.
         skip_filters: per decoder stage a module ``(skip, gating) -> skip`` or None (keep the skip).
         stage_blocks: per decoder stage a module ``features -> features`` or None (identity).
@@ -45,15 +47,14 @@ class HookedUNetDecoder(UNetDecoder):
 
     def __init__(
         self,
+        plan: UNetPlan,
         encoder: nn.Module,
         num_classes: int,
-        n_conv_per_stage: int | Sequence[int],
         deep_supervision: bool,
         skip_filters: Sequence[nn.Module | None] | None = None,
         stage_blocks: Sequence[nn.Module | None] | None = None,
-        nonlin_first: bool = False,
     ):
-        super().__init__(encoder, num_classes, n_conv_per_stage, deep_supervision, nonlin_first=nonlin_first)
+        super().__init__(encoder, num_classes, list(plan.decoder_convs[::-1]), deep_supervision)
         n_decoder_stages = len(self.stages)
         self.skip_filters = nn.ModuleList(_fill(skip_filters, n_decoder_stages, KeepSkip, "skip_filters"))
         self.stage_blocks = nn.ModuleList(_fill(stage_blocks, n_decoder_stages, nn.Identity, "stage_blocks"))

@@ -14,27 +14,17 @@ many, and ``nnUNetTrainerMCANet`` restricts nnU-Net's deep-supervision scales to
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from typing import Any
 
 import torch
-from dynamic_network_architectures.building_blocks.helper import convert_conv_op_to_dim, get_matching_convtransp
-from dynamic_network_architectures.building_blocks.simple_conv_blocks import StackedConvBlocks
+from dynamic_network_architectures.building_blocks.helper import get_matching_convtransp
 from torch import nn
 
 from .blocks.cross_axis_attention import MultiScaleCrossAxisAttention
 from .blocks.heads import heads_for
 from .blocks.interpolation import resize_linear
-from .blocks.separable_conv import conv_norm_nonlin, depthwise_separable_conv
-from .plan import (
-    build_planned_encoder,
-    decoder_convs_per_stage,
-    initialize_module_like_nnunet,
-    is_residual_plan,
-    read_geometry,
-    stage_grids,
-)
+from .blocks.separable_conv import depthwise_separable_conv
+from .plan import UNetPlan
 
 
 def head_levels(n_stages: int) -> tuple[list[int], int]:
@@ -53,27 +43,21 @@ def deep_supervision_levels(n_stages: int) -> int:
 class MCAHead(nn.Module):
     """Encoder skips -> fused features ``(B, C_E1, *S_E1)`` at E1's level (see the module docstring)."""
 
-    def __init__(self, features: Sequence[int], spatial_dims: int, plan_kwargs: dict, heads: int,
-                 strip_lengths: Sequence[int]):
+    def __init__(self, plan: UNetPlan, heads: int, strip_lengths: Sequence[int]):
         super().__init__()
-        conv_op = plan_kwargs["conv_op"]
-        self.deep_levels, self.shallow_level = head_levels(len(features))
+        features = plan.features_per_stage
+        self.deep_levels, self.shallow_level = head_levels(plan.n_stages)
         squeeze_channels = features[self.deep_levels[0]]
         shallow_channels = features[self.shallow_level]
-        norm = (plan_kwargs.get("norm_op"), plan_kwargs.get("norm_op_kwargs"),
-                plan_kwargs.get("nonlin"), plan_kwargs.get("nonlin_kwargs"))
-        pointwise = [1] * spatial_dims
-        self.squeeze = conv_norm_nonlin(conv_op, sum(features[s] for s in self.deep_levels), squeeze_channels,
-                                        pointwise, 1, *norm)
+        self.squeeze = plan.conv_norm_nonlin(sum(features[s] for s in self.deep_levels), squeeze_channels)
         self.cross_axis_attention = MultiScaleCrossAxisAttention(
-            conv_op, squeeze_channels, heads_for(squeeze_channels, heads), strip_lengths
+            plan.conv_op, squeeze_channels, heads_for(squeeze_channels, heads), strip_lengths
         )
         self.fuse = nn.Sequential(
-            depthwise_separable_conv(conv_op, squeeze_channels + shallow_channels, shallow_channels,
-                                     [3] * spatial_dims, plan_kwargs),
-            depthwise_separable_conv(conv_op, shallow_channels, shallow_channels, [3] * spatial_dims, plan_kwargs),
+            depthwise_separable_conv(plan, squeeze_channels + shallow_channels, shallow_channels, 3),
+            depthwise_separable_conv(plan, shallow_channels, shallow_channels, 3),
         )
-        self.align = conv_norm_nonlin(conv_op, shallow_channels, shallow_channels, pointwise, 1, *norm)
+        self.align = plan.conv_norm_nonlin(shallow_channels, shallow_channels)
 
     def forward(self, skips: Sequence[torch.Tensor]) -> torch.Tensor:
         common = skips[self.deep_levels[0]].shape[2:]
@@ -91,33 +75,25 @@ class MCADecoder(nn.Module):
     ``(B, classes, *patch)``, or the list over levels E1..0 reversed (highest resolution first).
     """
 
-    def __init__(self, encoder: nn.Module, num_classes: int, plan_kwargs: dict, deep_supervision: bool, heads: int,
+    def __init__(self, plan: UNetPlan, num_classes: int, deep_supervision: bool, heads: int,
                  strip_lengths: Sequence[int]):
         super().__init__()
-        features = list(encoder.output_channels)
-        spatial_dims = convert_conv_op_to_dim(encoder.conv_op)
+        features = plan.features_per_stage
         self.deep_supervision = deep_supervision
-        self.head = MCAHead(features, spatial_dims, plan_kwargs, heads, strip_lengths)
+        self.head = MCAHead(plan, heads, strip_lengths)
         shallow = self.head.shallow_level
-        convs = decoder_convs_per_stage(plan_kwargs)
-        transpconv_op = get_matching_convtransp(encoder.conv_op)
+        transpconv_op = get_matching_convtransp(plan.conv_op)
         # up-step s goes from level shallow - s to level shallow - s - 1
         levels = list(range(shallow - 1, -1, -1))
         self.transpconvs = nn.ModuleList(
-            transpconv_op(features[level + 1], features[level], encoder.strides[level + 1], encoder.strides[level + 1],
-                          bias=encoder.conv_bias)
+            transpconv_op(features[level + 1], features[level], plan.strides[level + 1], plan.strides[level + 1],
+                          bias=plan.conv_bias)
             for level in levels
         )
-        self.stages = nn.ModuleList(
-            StackedConvBlocks(convs[level], encoder.conv_op, 2 * features[level], features[level],
-                              encoder.kernel_sizes[level], 1, encoder.conv_bias, encoder.norm_op,
-                              encoder.norm_op_kwargs, encoder.dropout_op, encoder.dropout_op_kwargs, encoder.nonlin,
-                              encoder.nonlin_kwargs)
-            for level in levels
-        )
+        self.stages = nn.ModuleList(plan.decoder_convs_at(level, 2 * features[level]) for level in levels)
         # built for every level whether deep supervision is on or not, so weights always load
         self.seg_layers = nn.ModuleList(
-            encoder.conv_op(features[level], num_classes, 1, 1, 0, bias=True) for level in [shallow, *levels]
+            plan.conv_op(features[level], num_classes, 1, 1, 0, bias=True) for level in [shallow, *levels]
         )
 
     def forward(self, skips: Sequence[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
@@ -135,39 +111,28 @@ class MCANet(nn.Module):
     """nnU-Net's planned encoder with the MCA decode head carried to full resolution.
 
     Args:
+        plan: the configuration's plan.
         input_channels, num_classes, deep_supervision: as every architecture here.
         heads: MCA heads at most (reduced to a divisor of E2's channels).
         strip_lengths: MCA strip convolution lengths (paper: 7, 11, 21).
-        **plan_kwargs: the plan's ``arch_kwargs`` (``PlainConvUNet`` or ``ResidualEncoderUNet``).
     """
 
     def __init__(
         self,
+        plan: UNetPlan,
         input_channels: int,
         num_classes: int,
         deep_supervision: bool = False,
         heads: int = 8,
         strip_lengths: Sequence[int] = (7, 11, 21),
-        **plan_kwargs: Any,
     ):
         super().__init__()
-        read_geometry(plan_kwargs)
-        self.residual_plan = is_residual_plan(plan_kwargs)
-        self.encoder = build_planned_encoder(input_channels, plan_kwargs)
-        self.decoder = MCADecoder(self.encoder, num_classes, plan_kwargs, deep_supervision, heads, strip_lengths)
+        self.plan = plan
+        self.encoder = plan.build_encoder(input_channels)
+        self.decoder = MCADecoder(plan, num_classes, deep_supervision, heads, strip_lengths)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         return self.decoder(self.encoder(x))
 
-    def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> int:
-        """Encoder maps, plus about 12 maps of E2's grid for the head and 4 per up-stage (rough estimate)."""
-        grids = stage_grids(input_size, self.encoder.strides)
-        channels = self.encoder.output_channels
-        head = self.decoder.head
-        total = int(self.encoder.compute_conv_feature_map_size(input_size))
-        total += 12 * channels[head.deep_levels[0]] * math.prod(grids[head.deep_levels[0]])
-        total += sum(4 * channels[level] * math.prod(grids[level]) for level in range(head.shallow_level + 1))
-        return total
-
     def initialize(self, module: nn.Module) -> None:
-        initialize_module_like_nnunet(module, self.residual_plan)
+        self.plan.initialize(module)

@@ -26,12 +26,10 @@ resolution by the trainer's loss), so ``deep_supervision=True`` is refused.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
-from dynamic_network_architectures.building_blocks.helper import convert_conv_op_to_dim
 from torch import nn
 
 from .blocks.attention_probe import NON_NEGATIVE, AttentionProbe
@@ -43,15 +41,7 @@ from .blocks.guided_attention import (
     halving_strides,
 )
 from .blocks.interpolation import resize_linear
-from .blocks.separable_conv import conv_norm_nonlin
-from .plan import (
-    build_planned_encoder,
-    choose_attention_levels,
-    initialize_module_like_nnunet,
-    is_residual_plan,
-    read_geometry,
-    stage_grids,
-)
+from .plan import UNetPlan
 
 STEPS = 2
 
@@ -72,11 +62,11 @@ class MSGAOutputs(NamedTuple):
 class GuidedAttentionScale(nn.Module):
     """One scale of one step: ``A = conv1x1((PAM(x) + CAM(x)) * conv(reconstruction))`` for step input x."""
 
-    def __init__(self, conv_op: type[nn.Module], channels: int, kernel_size: Sequence[int], norm: tuple):
+    def __init__(self, plan: UNetPlan, channels: int, kernel_size: Sequence[int]):
         super().__init__()
-        self.position = DualAttention(conv_op, PositionAttention(conv_op, channels), 2 * channels, channels,
-                                      kernel_size, norm)
-        self.channel = DualAttention(conv_op, ChannelAttention(), 2 * channels, channels, kernel_size, norm)
+        conv_op = plan.conv_op
+        self.position = DualAttention(plan, PositionAttention(conv_op, channels), 2 * channels, channels, kernel_size)
+        self.channel = DualAttention(plan, ChannelAttention(), 2 * channels, channels, kernel_size)
         self.semantic = conv_op(2 * channels, channels, tuple(kernel_size),
                                 padding=tuple((k - 1) // 2 for k in kernel_size))
         self.combine = conv_op(channels, channels, 1)
@@ -89,26 +79,24 @@ class MSGANet(nn.Module):
     """Planned encoder + multi-scale self-guided attention head (see the module docstring).
 
     Args:
+        plan: the configuration's plan (its patch sets the attention level and the autoencoder's pooling).
         input_channels, num_classes: from the dataset.
         deep_supervision: must be False (the trainer supervises the heads itself).
-        patch_size: the plan's patch; sets the attention level and the autoencoder's pooling.
         attention_channels: channels of the projected features and attention modules (paper: 64).
         max_attention_positions: see the module docstring.
         n_scales: deepest encoder levels fused (paper: 4); fewer where the plan has fewer levels or the finer
             ones exceed ``max_attention_positions``.
-        **plan_kwargs: the plan's ``arch_kwargs`` (``PlainConvUNet`` or ``ResidualEncoderUNet``).
     """
 
     def __init__(
         self,
+        plan: UNetPlan,
         input_channels: int,
         num_classes: int,
         deep_supervision: bool = False,
-        patch_size: Sequence[int] | None = None,
         attention_channels: int = 64,
         max_attention_positions: int = 4096,
         n_scales: int = 4,
-        **plan_kwargs: Any,
     ):
         super().__init__()
         if deep_supervision:
@@ -116,37 +104,28 @@ class MSGANet(nn.Module):
                 "MSGANet has no multi-resolution deep supervision: its trainer (nnUNetTrainerMSGA) supervises "
                 "all eight heads at full resolution; build it with deep_supervision=False"
             )
-        geometry = read_geometry(plan_kwargs)
-        conv_op = geometry.conv_op
-        spatial_dims = convert_conv_op_to_dim(conv_op)
-        n_stages = len(geometry.features_per_stage)
-        grids = None if patch_size is None else stage_grids(patch_size, geometry.strides)
-        self.scale_levels = tuple(choose_attention_levels(grids, n_stages, max_attention_positions, n_scales))
-        self.residual_plan = is_residual_plan(plan_kwargs)
+        conv_op = plan.conv_op
+        self.plan = plan
+        self.scale_levels = plan.deepest_levels(n_scales, max_attention_positions)
         finest = self.scale_levels[0]
-        kernel = geometry.kernel_sizes[finest]
-        common_grid = grids[finest] if grids is not None else (4,) * spatial_dims
-        norm = (plan_kwargs.get("norm_op"), plan_kwargs.get("norm_op_kwargs"),
-                plan_kwargs.get("nonlin"), plan_kwargs.get("nonlin_kwargs"))
-        channels, pointwise, n = attention_channels, [1] * spatial_dims, len(self.scale_levels)
+        kernel = plan.kernel_sizes[finest]
+        channels, n = attention_channels, len(self.scale_levels)
 
-        self.encoder = build_planned_encoder(input_channels, plan_kwargs)
+        self.encoder = plan.build_encoder(input_channels)
         self.projections = nn.ModuleList(
-            conv_norm_nonlin(conv_op, geometry.features_per_stage[level], channels, pointwise, 1, *norm)
-            for level in self.scale_levels
+            plan.conv_norm_nonlin(plan.features_per_stage[level], channels) for level in self.scale_levels
         )
         self.fuse = nn.Sequential(
-            conv_norm_nonlin(conv_op, n * channels, channels, kernel, 1, *norm),
-            conv_norm_nonlin(conv_op, channels, channels, kernel, 1, *norm),
-            conv_norm_nonlin(conv_op, channels, channels, pointwise, 1, *norm),
+            plan.conv_norm_nonlin(n * channels, channels, kernel),
+            plan.conv_norm_nonlin(channels, channels, kernel),
+            plan.conv_norm_nonlin(channels, channels),
         )
-        pool_strides = halving_strides(common_grid, 2)
+        pool_strides = halving_strides(plan.grids[finest], 2)
         self.autoencoders = nn.ModuleList(
-            SemanticAutoencoder(conv_op, 2 * channels, kernel, pool_strides, norm) for _ in range(STEPS)
+            SemanticAutoencoder(plan, 2 * channels, kernel, pool_strides) for _ in range(STEPS)
         )
         self.guided_attention = nn.ModuleList(
-            nn.ModuleList(GuidedAttentionScale(conv_op, channels, kernel, norm) for _ in range(n))
-            for _ in range(STEPS)
+            nn.ModuleList(GuidedAttentionScale(plan, channels, kernel) for _ in range(n)) for _ in range(STEPS)
         )
         self.heads = nn.ModuleList(
             nn.ModuleList(conv_op(channels, num_classes, 1) for _ in range(n)) for _ in range(STEPS)
@@ -191,16 +170,5 @@ class MSGANet(nn.Module):
             reconstruction_pairs=tuple(reconstructions),
         )
 
-    def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> int:
-        """Encoder maps, plus at the attention grid about 40 maps of ``attention_channels`` per scale and step
-        (step input, two attention branches, autoencoder at 2-8x channels on pooled grids), plus the heads
-        resized to the input (rough estimate)."""
-        grids = stage_grids(input_size, self.encoder.strides)
-        channels = self.projections[0][0].out_channels
-        per_scale = 40 * channels * math.prod(grids[self.scale_levels[0]])
-        heads = 2 * len(self.scale_levels) * self.heads[0][0].out_channels * math.prod(input_size)
-        return int(self.encoder.compute_conv_feature_map_size(input_size)
-                   + STEPS * len(self.scale_levels) * per_scale + heads)
-
     def initialize(self, module: nn.Module) -> None:
-        initialize_module_like_nnunet(module, self.residual_plan)
+        self.plan.initialize(module)

@@ -1,85 +1,162 @@
-"""MT-UNet (Wang et al., "Mixed Transformer U-Net for Medical Image Segmentation", ICASSP 2022) on an nnU-Net plan.
+"""MT-UNet (Wang et al., "Mixed Transformer U-Net for Medical Image Segmentation", ICASSP 2022) on an nnU-Net plan,
+with the topology of the authors' code (Dootmaan/MT-UNet, ``model/MTUNet.py``).
 
-The planned U-Net keeps its convolutional stages; Mixed Transformer Modules (MTMs, two per level as in the
-authors' code) follow the convolutions of the deep, small levels: in the encoder, at the bottleneck and
-in the decoder stages that come back up through those levels. Which levels get MTMs is derived from the
-plan: the deepest ``max_mtm_levels`` levels whose grid has at most ``mtm_max_tokens`` tokens (the paper
-uses 3 levels, 28², 14² and 7² at 224² input), the bottleneck always; ``mtm_levels`` overrides it.
+The deepest ``transformer_levels`` levels of the plan (paper: 3, at strides 8, 16, 32 of a 224² input: 28², 14²,
+7²) are Mixed Transformer Module (MTM) levels, where MTMs *replace* convolution; the levels above them are the
+plan's convolutional stages (the authors' convolutional stem ``U_encoder`` / ``U_decoder``).
+
+1. Stem: the plan's encoder stages of the convolutional levels (their outputs are skips).
+2. Into the first MTM level: max-pooling by the plan's stride and a 1x1 conv-norm-nonlin to the level's channels
+   (the authors' last stem pooling and ``trans_dim``), plus a learned absolute position embedding, zeros at
+   initialisation, one entry per position of that level's grid at the plan's patch (the authors' (1, 784, C)
+   table at 28²; nnU-Net always runs the network at exactly its plan's patch, so the table fits every input).
+3. Encoder MTM levels: ``mtm_depth`` MTMs (their output is the level's skip), then a conv-norm-nonlin with
+   kernel = stride = the plan's stride to the next level, which also changes the channels to the next level's
+   (the authors' ``encoder_block``: ConvBNReLU, kernel 2, stride 2, doubling the channels).
+4. Bottleneck: ``mtm_depth`` MTMs.
+5. Decoder MTM levels (the authors' ``decoder_block``): transposed conv with the plan's stride, concatenation
+   with the skip, a 1x1 conv back to the level's channels, ``mtm_depth`` MTMs. At the first MTM level the
+   authors' last ``decoder_block`` (``flag=True``) has no 1x1 conv: its MTMs run on the concatenation's
+   2 x channels, and the convolutional decoder takes that width.
+6. Decoder convolutional levels: nnU-Net's decoder stages (transposed conv, skip, the plan's convs).
+7. Heads: a 1x1 head per decoder level for nnU-Net's deep supervision (highest resolution first); with deep
+   supervision off the full-resolution head alone, the authors' ``SegmentationHead``.
+
+Each MTM: LGG-SA (window 4 per axis, shrunk on shorter axes; the padding of grids that are no window multiple
+is masked, where the authors' code pads with unmasked zeros) and external attention, pre-LayerNorm (eps 1e-6)
+and residual each, 8 heads (fewer where they do not divide the channels), 64 memory slots per head.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
+import torch
+from dynamic_network_architectures.building_blocks.helper import get_matching_convtransp, get_matching_pool_op
 from torch import nn
 
 from .blocks.heads import heads_for
 from .blocks.mixed_transformer import MixedTransformerStage
 from .blocks.windows import window_shape_for
-from .plan import read_geometry, resolve_attention_levels, stage_grids
-from .stage_block_unet import StageBlockUNet
+from .plan import UNetPlan
 
 
-class MTUNet(StageBlockUNet):
-    """nnU-Net's planned U-Net with Mixed Transformer Modules at the deep levels.
+class DecoderLevel(nn.Module):
+    """One up-step: ``merge(cat(upsample(below), skip))``, ``(B, C_below, *S / stride)`` -> ``(B, C_out, *S)``."""
+
+    def __init__(self, upsample: nn.Module, merge: nn.Module):
+        super().__init__()
+        self.upsample = upsample
+        self.merge = merge
+
+    def forward(self, below: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.merge(torch.cat((self.upsample(below), skip), dim=1))
+
+
+class MTUNetDecoder(nn.Module):
+    """Decoder levels ``n_stages - 2`` .. 0 (MTM levels, then convolutional ones) with a head per level.
+
+    ``deep_supervision`` is what nnU-Net's ``set_deep_supervision_enabled`` toggles. Forward: the skips (level 0
+    first) and the bottleneck -> logits ``(B, classes, *patch)``, or one per level, highest resolution first.
+    """
+
+    def __init__(self, levels: Sequence[DecoderLevel], heads: Sequence[nn.Module], deep_supervision: bool):
+        super().__init__()
+        self.levels = nn.ModuleList(levels)  # deepest first, as they run
+        self.seg_layers = nn.ModuleList(heads)
+        self.deep_supervision = deep_supervision
+
+    def forward(self, skips: Sequence[torch.Tensor], bottleneck: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        features, outputs = bottleneck, []
+        for level, (up_step, head) in enumerate(zip(self.levels, self.seg_layers)):
+            features = up_step(features, skips[-(level + 1)])
+            if self.deep_supervision or level == len(self.levels) - 1:
+                outputs.append(head(features))
+        return outputs[::-1] if self.deep_supervision else outputs[-1]
+
+
+class MTUNet(nn.Module):
+    """MT-UNet on the plan (see the module docstring).
 
     Args:
+        plan: the configuration's plan.
         input_channels, num_classes: from the dataset.
         deep_supervision: return nnU-Net's list of logits (highest resolution first).
-        patch_size: the plan's patch size; sets the MTM levels and each level's window. Without it the
-            deepest ``max_mtm_levels`` levels get MTMs and every axis is assumed to be at least a window long.
-        mtm_levels: explicit level indices (0 = highest resolution) for MTMs; overrides the choice.
-        mtm_max_tokens, max_mtm_levels: the choice from the patch size (see the module docstring).
+        transformer_levels: the deepest levels that are MTM levels (paper: 3), at most ``n_stages - 1`` (the
+            first level is always convolutional).
         mtm_depth: MTMs per level (paper: 2).
         window_size: LGG-SA window per axis (paper: 4), shrunk to the axis length on smaller grids.
         max_heads: heads of the window attention and of external attention (paper: 8), reduced to a divisor
             of the level's channels.
         memory_slots: external attention memory per head (paper: 64).
-        **plan_kwargs: the plan's ``arch_kwargs`` (``PlainConvUNet`` or ``ResidualEncoderUNet``).
     """
 
     def __init__(
         self,
+        plan: UNetPlan,
         input_channels: int,
         num_classes: int,
         deep_supervision: bool = False,
-        patch_size: Sequence[int] | None = None,
-        mtm_levels: Sequence[int] | None = None,
-        mtm_max_tokens: int = 1024,
-        max_mtm_levels: int = 3,
+        transformer_levels: int = 3,
         mtm_depth: int = 2,
         window_size: int = 4,
         max_heads: int = 8,
         memory_slots: int = 64,
-        **plan_kwargs: Any,
     ):
-        geometry = read_geometry(plan_kwargs)
-        n_stages = len(geometry.features_per_stage)
-        grids = None if patch_size is None else stage_grids(patch_size, geometry.strides)
-        levels = resolve_attention_levels(mtm_levels, grids, n_stages, mtm_max_tokens, max_mtm_levels, "mtm_levels")
-
-        def mtm_stage(level: int, place: str) -> nn.Module:
-            # the same levels in the encoder and in the decoder stages coming back up through them
-            if level not in levels:
-                return nn.Identity()
-            channels = geometry.features_per_stage[level]
-            grid = grids[level] if grids is not None else (window_size,) * len(geometry.strides[0])
-            return MixedTransformerStage(
-                geometry.conv_op, channels, window_shape_for(grid, window_size), heads_for(channels, max_heads),
-                memory_slots, mtm_depth,
+        super().__init__()
+        n_stages, channels, strides, grids = plan.n_stages, plan.features_per_stage, plan.strides, plan.grids
+        if not 1 <= transformer_levels <= n_stages - 1:
+            raise ValueError(
+                f"transformer_levels must be in 1..{n_stages - 1} for a plan of {n_stages} stages (the first level "
+                f"stays convolutional), got {transformer_levels}"
             )
+        self.plan = plan
+        first = self.first_transformer_level = n_stages - transformer_levels
 
-        super().__init__(input_channels, num_classes, deep_supervision, plan_kwargs, mtm_stage)
-        self.mtm_levels = levels
+        def transformer(level: int, width: int) -> MixedTransformerStage:
+            return MixedTransformerStage(width, window_shape_for(grids[level], window_size),
+                                         heads_for(width, max_heads), memory_slots, mtm_depth)
 
-    def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> int:
-        """Voxels of feature maps held for backward: the planned U-Net's, plus for every MTM about 12 maps
-        of its level's size (norms, q/k/v, attention outputs, the 4x external-attention projection)."""
-        level_voxels = self.level_voxels(input_size)
-        transformer = 0
-        for level in self.mtm_levels:
-            uses = 1 + (level < len(level_voxels) - 1)  # encoder, and the decoder stage coming back up
-            depth = len(self.encoder_blocks[level].blocks)
-            transformer += uses * depth * 12 * level_voxels[level]
-        return self.planned_feature_map_size(input_size) + transformer
+        # 1-2. convolutional stem, then into the first MTM level
+        self.stem = plan.first_stages(first).build_encoder(input_channels)
+        pool = get_matching_pool_op(conv_op=plan.conv_op, pool_type="max")
+        self.stem_exit = nn.Sequential(pool(strides[first], strides[first]),
+                                       plan.conv_norm_nonlin(channels[first - 1], channels[first]))
+        self.position_embedding = nn.Parameter(torch.zeros(1, channels[first], *grids[first]))
+        # 3-4. encoder MTM levels, bottleneck
+        self.encoder_transformers = nn.ModuleList(transformer(level, channels[level]) for level in range(first, n_stages - 1))
+        self.downsamples = nn.ModuleList(
+            plan.conv_norm_nonlin(channels[level], channels[level + 1], strides[level + 1], strides[level + 1])
+            for level in range(first, n_stages - 1)
+        )
+        self.bottleneck = transformer(n_stages - 1, channels[-1])
+        # 5-7. decoder levels, deepest first, and their heads
+        transpconv = get_matching_convtransp(plan.conv_op)
+        levels, heads, below = [], [], channels[-1]
+        for level in range(n_stages - 2, -1, -1):
+            upsample = transpconv(below, channels[level], strides[level + 1], strides[level + 1], bias=plan.conv_bias)
+            if level > first:
+                merge = nn.Sequential(plan.conv_op(2 * channels[level], channels[level], 1),
+                                      transformer(level, channels[level]))
+                below = channels[level]
+            elif level == first:
+                merge = transformer(level, 2 * channels[level])
+                below = 2 * channels[level]
+            else:
+                merge = plan.decoder_convs_at(level, 2 * channels[level])
+                below = channels[level]
+            levels.append(DecoderLevel(upsample, merge))
+            heads.append(plan.conv_op(below, num_classes, 1, 1, 0, bias=True))
+        self.decoder = MTUNetDecoder(levels, heads, deep_supervision)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        skips = list(self.stem(x))
+        features = self.stem_exit(skips[-1]) + self.position_embedding
+        for mixed_transformers, downsample in zip(self.encoder_transformers, self.downsamples):
+            features = mixed_transformers(features)
+            skips.append(features)
+            features = downsample(features)
+        return self.decoder(skips, self.bottleneck(features))
+
+    def initialize(self, module: nn.Module) -> None:
+        self.plan.initialize(module)

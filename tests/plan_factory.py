@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 
+from dynamic_network_architectures.building_blocks.helper import convert_dim_to_conv_op, get_matching_instancenorm
 from dynamic_network_architectures.building_blocks.residual import BasicBlockD
+from nnunet_attention.architectures import UNetPlan
 from torch import nn
 
-CONV = {2: nn.Conv2d, 3: nn.Conv3d}
-NORM = {2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}
 PATCH_MULTIPLIERS = {2: (3, 5), 3: (1, 1, 3)}
 
 
@@ -48,12 +48,12 @@ def plan_from_layout(strides: list, kernels: list, residual: bool = False, max_f
     kwargs = dict(
         n_stages=n_stages,
         features_per_stage=[min(4 * 2**s, max_features) for s in range(n_stages)],
-        conv_op=CONV[spatial_dims],
+        conv_op=convert_dim_to_conv_op(spatial_dims),
         kernel_sizes=kernels,
         strides=strides,
         n_conv_per_stage_decoder=[1] * (n_stages - 1),
         conv_bias=True,
-        norm_op=NORM[spatial_dims],
+        norm_op=get_matching_instancenorm(dimension=spatial_dims),
         norm_op_kwargs={"eps": 1e-5, "affine": True},
         dropout_op=None,
         dropout_op_kwargs=None,
@@ -65,6 +65,12 @@ def plan_from_layout(strides: list, kernels: list, residual: bool = False, max_f
     else:
         kwargs["n_conv_per_stage"] = [2] * n_stages
     return kwargs
+
+
+def make_unet_plan(spatial_dims: int, n_stages: int, anisotropic: bool, residual: bool = False,
+                   max_features: int = 32) -> UNetPlan:
+    """:func:`make_plan` as the typed plan every architecture takes."""
+    return UNetPlan.from_arch_kwargs(*make_plan(spatial_dims, n_stages, anisotropic, residual, max_features))
 
 
 #: (spatial_dims, n_stages, anisotropic) covering 2D/3D, isotropic/[1,2,2] strides and 4-7 stages

@@ -9,12 +9,11 @@ nnU-Net's. Every concrete trainer defined in :mod:`nnunet_attention.trainers` re
 
 from __future__ import annotations
 
-import inspect
 import os
 import pydoc
 from typing import Any, ClassVar
 
-from nnunet_attention.architectures.plan import check_patch_fits_plan
+from nnunet_attention.architectures.plan import UNetPlan
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import nn
@@ -33,10 +32,11 @@ SUPPORTED_PLAN_ARCHITECTURES = (
 )
 
 
-def plan_arch_kwargs(configuration_manager: ConfigurationManager) -> dict[str, Any]:
-    """A copy of the configuration's U-Net ``arch_kwargs`` with op names resolved to classes.
+def plan_from_configuration(configuration_manager: ConfigurationManager) -> UNetPlan:
+    """The configuration's U-Net plan (``arch_kwargs`` with op names resolved to classes, and the patch size).
 
-    Raises a ValueError naming the plan's architecture when it is not a plain or ResEnc U-Net plan.
+    Raises a ValueError naming the plan's architecture when it is not a plain or ResEnc U-Net plan, and what
+    :meth:`UNetPlan.from_arch_kwargs` raises for plans that cannot run.
     """
     planned = configuration_manager.network_arch_class_name
     if planned not in SUPPORTED_PLAN_ARCHITECTURES:
@@ -52,20 +52,15 @@ def plan_arch_kwargs(configuration_manager: ConfigurationManager) -> dict[str, A
             if located is None:
                 raise ValueError(f"the plan's arch_kwargs['{key}'] = {kwargs[key]!r} cannot be imported")
             kwargs[key] = located
-    return kwargs
-
-
-def patch_size_kwargs(architecture_class: type[nn.Module], patch_size) -> dict[str, Any]:
-    """``{"patch_size": ...}`` for architectures that size their attention from the plan's patch, else ``{}``."""
-    if "patch_size" in inspect.signature(architecture_class).parameters:
-        return {"patch_size": tuple(patch_size)}
-    return {}
+    return UNetPlan.from_arch_kwargs(kwargs, configuration_manager.patch_size)
 
 
 class AttentionTrainerBase(nnUNetTrainer):
     """nnU-Net trainer whose network is ``architecture_class`` built from the configuration's plan.
 
-    Subclasses set ``architecture_class`` and optionally ``architecture_kwargs``. nnU-Net's
+    Subclasses set ``architecture_class`` and optionally ``architecture_kwargs`` (the architecture's own
+    options). The network is ``architecture_class(plan, input_channels, num_classes, deep_supervision,
+    **architecture_kwargs)`` with ``plan`` the configuration's :class:`UNetPlan`. nnU-Net's
     ``__init__(plans, configuration, fold, dataset_json, device)`` is inherited unchanged.
     """
 
@@ -92,15 +87,9 @@ class AttentionTrainerBase(nnUNetTrainer):
     ) -> nn.Module:
         if cls.architecture_class is None:
             raise TypeError(f"{cls.__name__} sets no architecture_class; use one of {sorted(TRAINERS)}")
-        arch_kwargs = plan_arch_kwargs(configuration_manager)
-        check_patch_fits_plan(arch_kwargs, configuration_manager.patch_size)
+        plan = plan_from_configuration(configuration_manager)
         network = cls.architecture_class(
-            input_channels=num_input_channels,
-            num_classes=num_output_channels,
-            deep_supervision=enable_deep_supervision,
-            **arch_kwargs,
-            **patch_size_kwargs(cls.architecture_class, configuration_manager.patch_size),
-            **cls.architecture_kwargs,
+            plan, num_input_channels, num_output_channels, enable_deep_supervision, **cls.architecture_kwargs
         )
         network.apply(network.initialize)
         return network

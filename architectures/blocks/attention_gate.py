@@ -27,7 +27,8 @@ class AttentionGate(nn.Module):
         conv_op: ``nn.Conv2d`` or ``nn.Conv3d``.
         skip_channels, gating_channels: C_x and C_g.
         stride: per-axis stride between the skip's level and the gating signal's level.
-        intermediate_channels: channels of θ and φ (paper: C_x; official code default: C_x // 2).
+        intermediate_channels: channels of θ and φ (the official networks pass C_x; C_x // 2 is only the
+            official block's fallback when none is passed).
         norm_op, norm_op_kwargs: the plan's norm for W.
     """
 
@@ -57,3 +58,25 @@ class AttentionGate(nn.Module):
         coefficients = torch.sigmoid(self.psi(joint))
         coefficients = self.coefficient_probe(resize_linear(coefficients, skip.shape[2:]))
         return self.output(skip * coefficients)
+
+
+class MultiAttentionGate(nn.Module):
+    """Attention gates in parallel on one skip, their outputs combined: the official ``MultiAttentionBlock`` of
+    Attention-Gated-Networks (``unet_CT_multi_att_dsv_3D``: two gates; ``unet_CT_single_att_dsv_3D``: one).
+
+    ``combine(cat(gate_1(x, g), ..., gate_n(x, g)))`` with ``combine`` a 1x1 conv + norm + nonlinearity from
+    ``n · C_x`` to ``C_x`` channels (the official ``combine_gates``, with the plan's norm and nonlinearity in place
+    of BatchNorm + ReLU). Shapes as :class:`AttentionGate`; each gate's coefficients pass its own probe.
+
+    Args:
+        gates: the parallel :class:`AttentionGate` modules, all on the same skip and gating signal.
+        combine: the ``n · C_x -> C_x`` 1x1 conv-norm-nonlin.
+    """
+
+    def __init__(self, gates: Sequence[AttentionGate], combine: nn.Module):
+        super().__init__()
+        self.gates = nn.ModuleList(gates)
+        self.combine = combine
+
+    def forward(self, skip: torch.Tensor, gating: torch.Tensor) -> torch.Tensor:
+        return self.combine(torch.cat([gate(skip, gating) for gate in self.gates], dim=1))

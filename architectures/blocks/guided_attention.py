@@ -23,7 +23,6 @@ from torch import nn
 
 from .interpolation import resize_linear
 from .precision import at_least_float32
-from .separable_conv import conv_norm_nonlin
 
 
 class PositionAttention(nn.Module):
@@ -73,14 +72,14 @@ class ChannelAttention(nn.Module):
 
 
 class DualAttention(nn.Module):
-    """The authors' PAM_CAM_Layer: ``(B, 2C, *S)`` -> conv-norm-nonlin to C -> PAM or CAM -> conv-norm-nonlin."""
+    """The authors' PAM_CAM_Layer: ``(B, 2C, *S)`` -> conv-norm-nonlin to C -> PAM or CAM -> conv-norm-nonlin, with
+    the ``plan``'s (:class:`~..plan.UNetPlan`) conv, norm and nonlinearity."""
 
-    def __init__(self, conv_op: type[nn.Module], attention: nn.Module, in_channels: int, channels: int,
-                 kernel_size: Sequence[int], norm: tuple):
+    def __init__(self, plan, attention: nn.Module, in_channels: int, channels: int, kernel_size: Sequence[int]):
         super().__init__()
-        self.reduce = conv_norm_nonlin(conv_op, in_channels, channels, kernel_size, 1, *norm)
+        self.reduce = plan.conv_norm_nonlin(in_channels, channels, kernel_size)
         self.attention = attention
-        self.refine = conv_norm_nonlin(conv_op, channels, channels, kernel_size, 1, *norm)
+        self.refine = plan.conv_norm_nonlin(channels, channels, kernel_size)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.refine(self.attention(self.reduce(features)))
@@ -90,25 +89,22 @@ class SemanticAutoencoder(nn.Module):
     """Semantic guidance: ``(B, C, *S)`` -> (latent ``(B, 4C, *S / pools)``, reconstruction ``(B, C, *S)``).
 
     Args:
-        conv_op: ``nn.Conv2d`` or ``nn.Conv3d``.
+        plan: the :class:`~..plan.UNetPlan` whose conv, norm and nonlinearity every conv block uses.
         channels: C, the step input's channels.
         kernel_size: of every conv.
         pool_strides: the two max-pool strides (per axis; 1 where an axis is too short, see
             :func:`halving_strides`). The
             transposed convs undo them; a reconstruction whose size differs (odd sizes) is resized
             linearly to the input, as in the authors' code.
-        norm: ``(norm_op, norm_op_kwargs, nonlin, nonlin_kwargs)`` of the plan.
     """
 
-    def __init__(self, conv_op: type[nn.Module], channels: int, kernel_size: Sequence[int],
-                 pool_strides: Sequence[Sequence[int]], norm: tuple):
+    def __init__(self, plan, channels: int, kernel_size: Sequence[int], pool_strides: Sequence[Sequence[int]]):
         super().__init__()
-        pool_op = get_matching_pool_op(conv_op, pool_type="max")
-        transpconv_op = get_matching_convtransp(conv_op)
+        pool_op = get_matching_pool_op(plan.conv_op, pool_type="max")
+        transpconv_op = get_matching_convtransp(plan.conv_op)
 
         def two_convs(c_in: int, c_mid: int) -> list[nn.Module]:
-            return [conv_norm_nonlin(conv_op, c_in, c_mid, kernel_size, 1, *norm),
-                    conv_norm_nonlin(conv_op, c_mid, c_mid, kernel_size, 1, *norm)]
+            return [plan.conv_norm_nonlin(c_in, c_mid, kernel_size), plan.conv_norm_nonlin(c_mid, c_mid, kernel_size)]
 
         first, second = (tuple(s) for s in pool_strides)
         self.encoder = nn.Sequential(
