@@ -2,7 +2,6 @@
 stages). Parametrized over the trainer registry: a trainer added to the package is covered here.
 """
 
-import inspect
 import math
 from types import SimpleNamespace
 
@@ -10,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from cpu_autocast import bf16_safe_kernels
+from nnunet_attention.architectures import UNetPlan
 from nnunet_attention.architectures.blocks.attention_probe import attention_probes, capture_attention_maps
 from nnunet_attention.architectures.blocks.gaussian_axial_attention import GaussianAxialAttention
 from nnunet_attention.architectures.blocks.guided_attention import ChannelAttention, PositionAttention
@@ -35,12 +35,10 @@ DEEP_SUPERVISED = sorted(name for name, trainer in TRAINERS.items() if trainer.s
 
 
 def build(name, kwargs, patch, deep_supervision, nnunet_init=True, seed=0):
-    architecture = ARCHITECTURES[name]
-    extra = {"patch_size": patch} if "patch_size" in inspect.signature(architecture).parameters else {}
-    extra.update(NARROW_ARCHITECTURE_KWARGS.get(name, {}))
     torch.manual_seed(seed)
     deep_supervision = deep_supervision and TRAINERS[name].supports_deep_supervision
-    network = architecture(INPUT_CHANNELS, NUM_CLASSES, deep_supervision=deep_supervision, **kwargs, **extra)
+    network = ARCHITECTURES[name](UNetPlan.from_arch_kwargs(kwargs, patch), INPUT_CHANNELS, NUM_CLASSES,
+                                  deep_supervision, **NARROW_ARCHITECTURE_KWARGS.get(name, {}))
     if nnunet_init:
         network.apply(network.initialize)
     return network
@@ -88,7 +86,7 @@ def open_zero_initialised_gates(network: torch.nn.Module) -> None:
 def test_networks_without_deep_supervision_give_one_full_resolution_output(name, spatial_dims, n_stages, anisotropic):
     kwargs, patch = make_plan(spatial_dims, n_stages, anisotropic)
     with pytest.raises(ValueError, match="no multi-resolution deep supervision"):
-        ARCHITECTURES[name](INPUT_CHANNELS, NUM_CLASSES, deep_supervision=True, **kwargs)
+        ARCHITECTURES[name](UNetPlan.from_arch_kwargs(kwargs, patch), INPUT_CHANNELS, NUM_CLASSES, True)
     network = build(name, kwargs, patch, deep_supervision=False).eval()
     with torch.no_grad():
         output = network(torch.randn(2, INPUT_CHANNELS, *patch))
@@ -177,30 +175,6 @@ def test_every_parameter_receives_a_gradient(name, spatial_dims, n_stages, aniso
         if not n.endswith(ZERO_GRADIENT_BY_DESIGN) and not any(n.startswith(g + ".") for g in single_token_grids)
     ]
     assert not without_signal
-
-
-@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
-def test_feature_map_size_estimate_grows_with_patch(name):
-    kwargs, patch = make_plan(3, 5, anisotropic=True)
-    network = build(name, kwargs, patch, deep_supervision=True)
-    small = network.compute_conv_feature_map_size(patch)
-    large = network.compute_conv_feature_map_size([p * 2 for p in patch])
-    assert 0 < small < large
-
-
-@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
-def test_unknown_plan_key_is_rejected_with_its_name(name):
-    kwargs, _ = make_plan(2, 4, anisotropic=False)
-    with pytest.raises(TypeError, match="unknown plan arch_kwargs \\['n_convs_per_stag'\\]"):
-        ARCHITECTURES[name](1, 2, **kwargs, n_convs_per_stag=2)
-
-
-@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
-def test_missing_encoder_depth_is_rejected(name):
-    kwargs, _ = make_plan(2, 4, anisotropic=False)
-    del kwargs["n_conv_per_stage"]
-    with pytest.raises(TypeError, match="n_conv_per_stage', 'n_blocks_per_stage'"):
-        ARCHITECTURES[name](1, 2, **kwargs)
 
 
 def amp_training_step(network, optimizer, scaler, image, target, dtype) -> torch.Tensor:

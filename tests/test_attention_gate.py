@@ -3,7 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from nnunet_attention.architectures.blocks.attention_gate import AttentionGate
+from nnunet_attention.architectures.blocks.attention_gate import AttentionGate, MultiAttentionGate
 from torch import nn
 
 
@@ -47,3 +47,20 @@ def test_gate_equals_paper_formula(conv_op, norm_op, skip_size, stride):
     skip = torch.randn(2, 6, *skip_size, dtype=torch.float64)
     gating = torch.randn(2, 10, *[n // s for n, s in zip(skip_size, stride)], dtype=torch.float64)
     torch.testing.assert_close(gate(skip, gating), reference_gate(gate, skip, gating, stride), atol=1e-10, rtol=1e-10)
+
+
+def test_multi_gate_equals_the_official_combination_of_two_gates():
+    """MultiAttentionBlock: combine_gates(cat(gate_1(x, g), gate_2(x, g))), combine = 1x1 conv + norm + nonlin."""
+    torch.manual_seed(0)
+    gates = [AttentionGate(nn.Conv3d, 6, 10, (1, 2, 2), 6, nn.InstanceNorm3d, {"affine": True}) for _ in range(2)]
+    combine = nn.Sequential(nn.Conv3d(12, 6, 1), nn.InstanceNorm3d(6, affine=True), nn.LeakyReLU(0.01))
+    multi = MultiAttentionGate(gates, combine).double()
+    for p in multi.parameters():
+        nn.init.normal_(p)
+    skip = torch.randn(2, 6, 4, 12, 10, dtype=torch.float64)
+    gating = torch.randn(2, 10, 4, 6, 5, dtype=torch.float64)
+    gated = [reference_gate(gate, skip, gating, (1, 2, 2)) for gate in multi.gates]
+    expected = F.leaky_relu(combine[1](torch.einsum("bc...,oc->bo...", torch.cat(gated, 1),
+                                                    combine[0].weight.flatten(1))
+                                       + combine[0].bias.view(1, -1, 1, 1, 1)), 0.01)
+    torch.testing.assert_close(multi(skip, gating), expected, atol=1e-10, rtol=1e-10)

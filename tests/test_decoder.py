@@ -4,7 +4,7 @@ import pytest
 import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
 from nnunet_attention.architectures.decoder import HookedUNetDecoder
-from nnunet_attention.architectures.plan import build_planned_encoder
+from nnunet_attention.architectures import UNetPlan
 from plan_factory import make_plan
 from torch import nn
 
@@ -15,8 +15,9 @@ def test_hookless_decoder_reproduces_plain_unet(spatial_dims, anisotropic, deep_
     kwargs, patch = make_plan(spatial_dims, 5, anisotropic)
     torch.manual_seed(0)
     reference = PlainConvUNet(1, num_classes=3, deep_supervision=deep_supervision, **kwargs)
-    encoder = build_planned_encoder(1, kwargs)
-    decoder = HookedUNetDecoder(encoder, 3, kwargs["n_conv_per_stage_decoder"], deep_supervision)
+    plan = UNetPlan.from_arch_kwargs(kwargs, patch)
+    encoder = plan.build_encoder(1)
+    decoder = HookedUNetDecoder(plan, encoder, 3, deep_supervision)
     ours = nn.ModuleDict({"encoder": encoder, "decoder": decoder})
     ours.load_state_dict(reference.state_dict(), strict=True)  # identical keys: hooks add no parameters
     image = torch.randn(1, 1, *patch)
@@ -31,7 +32,6 @@ def test_hookless_decoder_reproduces_plain_unet(spatial_dims, anisotropic, deep_
 
 
 def test_wrong_number_of_hooks_is_rejected():
-    kwargs, _ = make_plan(2, 4, False)
-    encoder = build_planned_encoder(1, kwargs)
+    plan = UNetPlan.from_arch_kwargs(*make_plan(2, 4, False))
     with pytest.raises(ValueError, match="skip_filters needs one entry per decoder stage \\(3\\), got 2"):
-        HookedUNetDecoder(encoder, 2, 1, False, skip_filters=[None, None])
+        HookedUNetDecoder(plan, plan.build_encoder(1), 2, False, skip_filters=[None, None])

@@ -4,6 +4,7 @@ import pytest
 import torch
 from nnunet_attention.architectures import MCANet, capture_attention_maps
 from nnunet_attention.architectures.mcanet import deep_supervision_levels, head_levels
+from nnunet_attention.architectures import UNetPlan
 from plan_factory import make_plan
 
 
@@ -23,7 +24,7 @@ def test_too_shallow_plan_is_refused_with_the_fix():
 @pytest.mark.parametrize("spatial_dims,anisotropic", [(2, False), (3, True)])
 def test_cross_axis_maps_are_captured_per_axis(spatial_dims, anisotropic):
     kwargs, patch = make_plan(spatial_dims, 5, anisotropic)
-    network = MCANet(1, 2, **kwargs).eval()
+    network = MCANet(UNetPlan.from_arch_kwargs(kwargs, patch), 1, 2).eval()
     with torch.no_grad(), capture_attention_maps(network) as maps:
         network(torch.randn(1, 1, *patch))
     assert len(maps) == spatial_dims

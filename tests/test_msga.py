@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from cpu_autocast import bf16_safe_kernels
-from nnunet_attention.architectures import MSGANet
+from nnunet_attention.architectures import MSGANet, UNetPlan
 from nnunet_attention.architectures.blocks.guided_attention import (
     ChannelAttention,
     PositionAttention,
@@ -29,7 +29,7 @@ def nnunet_dice_ce() -> nn.Module:
 def narrow_network(spatial_dims=2, n_stages=5, anisotropic=False, channels=8, seed=0):
     kwargs, patch = make_plan(spatial_dims, n_stages, anisotropic)
     torch.manual_seed(seed)
-    network = MSGANet(2, 3, patch_size=patch, attention_channels=channels, **kwargs)
+    network = MSGANet(UNetPlan.from_arch_kwargs(kwargs, patch), 2, 3, attention_channels=channels)
     network.apply(network.initialize)
     return network, patch
 
@@ -70,11 +70,10 @@ def test_channel_attention_energy_does_not_overflow_fp16():
 
 @pytest.mark.parametrize("grid", [(12, 20), (7, 9), (1, 6, 10)])
 def test_autoencoder_reconstructs_the_input_size_and_halves_where_it_can(grid):
-    conv_op = nn.Conv3d if len(grid) == 3 else nn.Conv2d
     strides = halving_strides(grid, 2)
     assert all(s[0] == 1 for s in strides) if grid[0] == 1 else strides[0] == (2,) * len(grid)
-    norm = (None, None, nn.ReLU, None)
-    autoencoder = SemanticAutoencoder(conv_op, 4, [3] * len(grid), strides, norm)
+    one_stage_plan = {**make_plan(len(grid), 1, anisotropic=False)[0], "norm_op": None, "nonlin": nn.ReLU}
+    autoencoder = SemanticAutoencoder(UNetPlan.from_arch_kwargs(one_stage_plan, grid), 4, [3] * len(grid), strides)
     latent, reconstruction = autoencoder(torch.randn(2, 4, *grid))
     assert reconstruction.shape == (2, 4, *grid)
     assert latent.shape[1] == 16
@@ -128,7 +127,7 @@ def test_every_parameter_gets_a_gradient_from_the_trainers_loss(spatial_dims, n_
 
 def test_default_width_trains_a_step_on_a_2d_plan():
     kwargs, patch = make_plan(2, 5, anisotropic=False)
-    network = MSGANet(1, 3, patch_size=patch, **kwargs)
+    network = MSGANet(UNetPlan.from_arch_kwargs(kwargs, patch), 1, 3)
     assert network.projections[0][0].out_channels == 64
     assert network.autoencoders[0].encoder[-1].kernel_size in (2, (2, 2))
     optimizer = torch.optim.SGD(network.parameters(), 1e-2, momentum=0.99, nesterov=True)
@@ -141,15 +140,16 @@ def test_default_width_trains_a_step_on_a_2d_plan():
 
 def test_attention_level_respects_the_position_budget():
     kwargs, patch = make_plan(2, 6, anisotropic=False)  # patch 96 x 160; level 2 is 24 x 40 = 960 positions
-    assert MSGANet(1, 2, patch_size=patch, attention_channels=8, **kwargs).scale_levels == (2, 3, 4, 5)
-    tight = MSGANet(1, 2, patch_size=patch, attention_channels=8, max_attention_positions=300, **kwargs)
+    plan = UNetPlan.from_arch_kwargs(kwargs, patch)
+    assert MSGANet(plan, 1, 2, attention_channels=8).scale_levels == (2, 3, 4, 5)
+    tight = MSGANet(plan, 1, 2, attention_channels=8, max_attention_positions=300)
     assert tight.scale_levels == (3, 4, 5)
 
 
 def test_deep_supervision_is_refused_with_what_to_do():
     kwargs, patch = make_plan(2, 4, anisotropic=False)
     with pytest.raises(ValueError, match="supervises all eight heads at full resolution; build it with"):
-        MSGANet(1, 2, deep_supervision=True, **kwargs)
+        MSGANet(UNetPlan.from_arch_kwargs(kwargs, patch), 1, 2, deep_supervision=True)
     assert not nnUNetTrainerMSGA.supports_deep_supervision
 
 

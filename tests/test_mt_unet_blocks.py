@@ -1,10 +1,10 @@
 """MT-UNet's blocks against slow references written from the paper's formulas (float64)."""
 
-import itertools
 import math
 
 import pytest
 import torch
+from mt_unet_reference import gaussian_axial_reference
 from nnunet_attention.architectures.blocks.external_attention import ExternalAttention
 from nnunet_attention.architectures.blocks.gaussian_axial_attention import GaussianAxialAttention
 from nnunet_attention.architectures.blocks.local_global_attention import (
@@ -18,25 +18,6 @@ from nnunet_attention.architectures.blocks.windows import (
     partition_windows,
     window_shape_for,
 )
-
-
-def gaussian_axial_reference(block: GaussianAxialAttention, grid_tokens: torch.Tensor) -> torch.Tensor:
-    """Per position p and axis a: w_j = softmax_j(q_p·k_j - (shift·(p_a - j)² + bias)) over the tokens j on
-    p's line along a; output_p = Σ_a Σ_j w_j v_j (Wang et al. 2022, Eq. 3-4; one loop step per position)."""
-    query, key, value = block.query(grid_tokens), block.key(grid_tokens), block.value(grid_tokens)
-    grid = grid_tokens.shape[1:-1]
-    output = torch.zeros_like(value)
-    for position in itertools.product(*[range(g) for g in grid]):
-        for axis, length in enumerate(grid):
-            line = [tuple(j if a == axis else position[a] for a in range(len(grid))) for j in range(length)]
-            scores = torch.stack(
-                [(query[(slice(None), *position)] * key[(slice(None), *other)]).sum(-1) for other in line], dim=-1
-            )
-            distance = torch.tensor([(position[axis] - j) ** 2 for j in range(length)], dtype=scores.dtype)
-            weights = torch.softmax(scores - (block.shift * distance + block.bias), dim=-1)
-            values = torch.stack([value[(slice(None), *other)] for other in line], dim=-2)
-            output[(slice(None), *position)] += (weights[..., None] * values).sum(-2)
-    return output
 
 
 @pytest.mark.parametrize("grid", [(3, 5), (7, 4), (3, 4, 5), (2, 6, 3)])

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
-from nnunet_attention.architectures import NonLocalUNet
+from nnunet_attention.architectures import NonLocalUNet, UNetPlan
 from nnunet_attention.architectures.blocks.non_local import NonLocalBlock
 from plan_factory import make_plan
 from torch import nn
@@ -38,7 +38,7 @@ def test_block_equals_the_papers_formula(conv_op, norm_op, size):
 
 def test_block_starts_as_the_identity_and_the_network_as_the_planned_unet():
     kwargs, patch = make_plan(3, 5, anisotropic=True)
-    network = NonLocalUNet(2, 3, deep_supervision=True, patch_size=patch, **kwargs)
+    network = NonLocalUNet(UNetPlan.from_arch_kwargs(kwargs, patch), 2, 3, deep_supervision=True)
     network.apply(network.initialize)
     plain = PlainConvUNet(2, num_classes=3, deep_supervision=True, **kwargs)
     plain.load_state_dict({k: v for k, v in network.state_dict().items() if k in plain.state_dict()}, strict=True)
@@ -51,15 +51,16 @@ def test_block_starts_as_the_identity_and_the_network_as_the_planned_unet():
 
 def test_blocks_at_the_bottleneck_and_the_decoder_stages_of_the_deep_levels():
     kwargs, patch = make_plan(2, 6, anisotropic=False)
-    network = NonLocalUNet(1, 2, patch_size=patch, **kwargs)
+    plan = UNetPlan.from_arch_kwargs(kwargs, patch)
+    network = NonLocalUNet(plan, 1, 2)
     assert network.nonlocal_levels == (3, 4, 5)
-    assert [isinstance(b, NonLocalBlock) for b in network.encoder_blocks] == [False] * 5 + [True]
+    assert isinstance(network.bottleneck_block, NonLocalBlock)
     # decoder stage s produces level 6 - 2 - s
     assert [isinstance(b, NonLocalBlock) for b in network.decoder.stage_blocks] == [True, True, False, False, False]
-    few = NonLocalUNet(1, 2, patch_size=patch, max_positions=1, **kwargs)
+    few = NonLocalUNet(plan, 1, 2, max_positions=1)
     assert few.nonlocal_levels == (5,)
     with pytest.raises(ValueError, match="nonlocal_levels \\[6\\] must be level indices in 0..5"):
-        NonLocalUNet(1, 2, nonlocal_levels=[6], **kwargs)
+        NonLocalUNet(plan, 1, 2, nonlocal_levels=[6])
 
 
 def test_bad_block_settings_say_what_is_wrong():
