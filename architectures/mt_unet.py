@@ -82,8 +82,8 @@ class MTUNet(nn.Module):
         plan: the configuration's plan.
         input_channels, num_classes: from the dataset.
         deep_supervision: return nnU-Net's list of logits (highest resolution first).
-        transformer_levels: the deepest levels that are MTM levels (paper: 3), at most ``n_stages - 1`` (the
-            first level is always convolutional).
+        transformer_levels: the deepest levels that are MTM levels (paper: 3); on plans of fewer than 4 stages
+            all levels but the first (which stays convolutional).
         mtm_depth: MTMs per level (paper: 2).
         window_size: LGG-SA window per axis (paper: 4), shrunk to the axis length on smaller grids.
         max_heads: heads of the window attention and of external attention (paper: 8), reduced to a divisor
@@ -105,13 +105,11 @@ class MTUNet(nn.Module):
     ):
         super().__init__()
         n_stages, channels, strides, grids = plan.n_stages, plan.features_per_stage, plan.strides, plan.grids
-        if not 1 <= transformer_levels <= n_stages - 1:
-            raise ValueError(
-                f"transformer_levels must be in 1..{n_stages - 1} for a plan of {n_stages} stages (the first level "
-                f"stays convolutional), got {transformer_levels}"
-            )
+        if transformer_levels < 1:
+            raise ValueError(f"transformer_levels must be at least 1 (the bottleneck), got {transformer_levels}")
         self.plan = plan
-        first = self.first_transformer_level = n_stages - transformer_levels
+        # a plan with fewer stages keeps its first level convolutional and gives the rest to MTMs
+        first = self.first_transformer_level = max(1, n_stages - transformer_levels)
 
         def transformer(level: int, width: int) -> MixedTransformerStage:
             return MixedTransformerStage(width, window_shape_for(grids[level], window_size),

@@ -83,8 +83,10 @@ def test_levels_override_and_its_bounds():
     plan = UNetPlan.from_arch_kwargs(kwargs, patch)
     assert MTUNet(plan, 1, 2, transformer_levels=1).first_transformer_level == 5
     assert MTUNet(plan, 1, 2, transformer_levels=5).first_transformer_level == 1
-    with pytest.raises(ValueError, match="transformer_levels must be in 1..5 for a plan of 6 stages"):
-        MTUNet(plan, 1, 2, transformer_levels=6)
+    shallow = UNetPlan.from_arch_kwargs(*make_plan(2, 3, anisotropic=False))
+    assert MTUNet(shallow, 1, 2).first_transformer_level == 1  # 3 stages: MTMs at the 2 below the first
+    with pytest.raises(ValueError, match="transformer_levels must be at least 1 \\(the bottleneck\\), got 0"):
+        MTUNet(plan, 1, 2, transformer_levels=0)
 
 
 def test_windows_follow_the_planned_grids():
