@@ -122,7 +122,9 @@ class MTUNet(nn.Module):
                                        plan.conv_norm_nonlin(channels[first - 1], channels[first]))
         self.position_embedding = nn.Parameter(torch.zeros(1, channels[first], *grids[first]))
         # 3-4. encoder MTM levels, bottleneck
-        self.encoder_transformers = nn.ModuleList(transformer(level, channels[level]) for level in range(first, n_stages - 1))
+        self.encoder_transformers = nn.ModuleList(
+            transformer(level, channels[level]) for level in range(first, n_stages - 1)
+        )
         self.downsamples = nn.ModuleList(
             plan.conv_norm_nonlin(channels[level], channels[level + 1], strides[level + 1], strides[level + 1])
             for level in range(first, n_stages - 1)

@@ -57,6 +57,12 @@ class Measurement:
     inference_seconds: float | None
     compiled_step_seconds: float | None = None
 
+    @property
+    def flop_rate(self) -> float:
+        """Forward GFLOPs of one patch per second of training step: at the same plan and batch, its ratio to the
+        reference is the ratio of the FLOP/s the two training steps achieve (how well the hardware is used)."""
+        return self.gflops / self.step_seconds
+
 
 def median_seconds(run: Callable[[], object], steps: int, device: torch.device, warm_up: int = WARM_UP_STEPS) -> float:
     """Median wall time of ``run`` over ``steps`` calls after ``warm_up`` untimed ones (CUDA synchronised)."""
@@ -248,6 +254,7 @@ COLUMNS = (
     ("params (M)", "parameters", lambda v: f"{v / 1e6:.1f}"),
     ("GFLOPs / patch", "gflops", lambda v: f"{v:.1f}"),
     ("train step (s)", "step_seconds", lambda v: f"{v:.3f}"),
+    ("GFLOPs / step s", "flop_rate", lambda v: f"{v:.1f}"),
     ("+ compile (s)", "compiled_step_seconds", lambda v: f"{v:.3f}"),
     ("peak memory (MiB)", "peak_mib", lambda v: f"{v:.0f}"),
     ("inference / case (s)", "inference_seconds", lambda v: f"{v:.2f}"),

@@ -9,10 +9,11 @@ import torch
 from nnunet_attention.architectures import AttentionUNet, UNetPlan, capture_attention_maps
 from nnunet_attention.architectures.attention_unet import GatingSignalGate
 from nnunet_attention.architectures.blocks.attention_gate import AttentionGate, MultiAttentionGate
-from nnunet_attention.benchmark import build_network
-from nnunet_attention.plan_presets import PLAN_PRESETS
 from plan_factory import make_plan
 from torch import nn
+
+from nnunet_attention.benchmark import build_network
+from nnunet_attention.plan_presets import PLAN_PRESETS
 
 NUM_CLASSES = 3
 INPUT_CHANNELS = 2

@@ -3,8 +3,8 @@
 import pytest
 import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
-from nnunet_attention.architectures.decoder import HookedUNetDecoder
 from nnunet_attention.architectures import UNetPlan
+from nnunet_attention.architectures.decoder import HookedUNetDecoder
 from plan_factory import make_plan
 from torch import nn
 

@@ -2,9 +2,8 @@
 
 import pytest
 import torch
-from nnunet_attention.architectures import MCANet, capture_attention_maps
+from nnunet_attention.architectures import MCANet, UNetPlan, capture_attention_maps
 from nnunet_attention.architectures.mcanet import deep_supervision_levels, head_levels
-from nnunet_attention.architectures import UNetPlan
 from plan_factory import make_plan
 
 

@@ -10,10 +10,11 @@ from mt_unet_reference import lgg_sa_reference
 from nnunet_attention.architectures import MTUNet, UNetPlan
 from nnunet_attention.architectures.blocks.local_global_attention import LocalGlobalGaussianAttention
 from nnunet_attention.architectures.blocks.mixed_transformer import MixedTransformerModule, MixedTransformerStage
-from nnunet_attention.benchmark import build_network
-from nnunet_attention.plan_presets import PLAN_PRESETS
 from plan_factory import make_plan
 from torch import nn
+
+from nnunet_attention.benchmark import build_network
+from nnunet_attention.plan_presets import PLAN_PRESETS
 
 
 def convs(module: nn.Module) -> list[nn.Module]:

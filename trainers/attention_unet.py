@@ -6,6 +6,7 @@ from .base import AttentionTrainerBase
 
 
 class nnUNetTrainerAttentionUNet(AttentionTrainerBase):
-    """nnU-Net's planned U-Net with additive attention gates on the skips (all but the highest-resolution)."""
+    """nnU-Net's planned U-Net with the authors' multi-attention gating (two additive gates per skip, combined by a
+    1x1 conv) on every skip but the highest-resolution one; nnU-Net's deep supervision replaces the side outputs."""
 
     architecture_class = AttentionUNet

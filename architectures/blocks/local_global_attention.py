@@ -93,7 +93,7 @@ class LocalGlobalGaussianAttention(nn.Module):
         if any(g < w for g, w in zip(grid, self.window)):
             raise ValueError(
                 f"LGG-SA was built for windows {list(self.window)} but got a grid {list(grid)}; build the network "
-                f"with the patch size it runs on (patch_size=...)"
+                f"from the plan whose patch it runs on"
             )
         padded, real_tokens = pad_to_windows(tokens, self.window)
         padded_grid = padded.shape[1:-1]

@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from torch import nn
 
 
-def depthwise_separable_conv(plan, in_channels: int, out_channels: int, kernel_size: Sequence[int] | int) -> nn.Sequential:
+def depthwise_separable_conv(
+    plan, in_channels: int, out_channels: int, kernel_size: Sequence[int] | int
+) -> nn.Sequential:
     """Depthwise ``kernel_size`` conv-norm-nonlin, then pointwise 1x1 conv-norm-nonlin, with the ``plan``'s
     (:class:`~..plan.UNetPlan`) conv, norm and nonlinearity: ``(B, in, *S)`` -> ``(B, out, *S)``."""
     return nn.Sequential(
