@@ -3,7 +3,11 @@ with the topology of the authors' code (Dootmaan/MT-UNet, ``model/MTUNet.py``).
 
 The deepest ``transformer_levels`` levels of the plan (paper: 3, at strides 8, 16, 32 of a 224² input: 28², 14²,
 7²) are Mixed Transformer Module (MTM) levels, where MTMs *replace* convolution; the levels above them are the
-plan's convolutional stages (the authors' convolutional stem ``U_encoder`` / ``U_decoder``).
+plan's convolutional stages (the authors' convolutional stem ``U_encoder`` / ``U_decoder``). Only levels at a
+cumulative stride of at least 8 (along some axis) qualify, the bottleneck always: a plan of fewer than 6 stages
+gets fewer MTM levels instead of MTMs at strides 2 or 4, where the tokens outnumber the paper's by 16-64 times
+and external attention holds 2048 values per token (4 x 8 heads x 64 slots) whatever the channels (measured on
+the synthetic 3d plan, 4 stages: MTMs at strides 2, 4, 8 took 15x the plain U-Net's step time and 9x its memory).
 
 1. Stem: the plan's encoder stages of the convolutional levels (their outputs are skips).
 2. Into the first MTM level: max-pooling by the plan's stride and a 1x1 conv-norm-nonlin to the level's channels
@@ -82,8 +86,11 @@ class MTUNet(nn.Module):
         plan: the configuration's plan.
         input_channels, num_classes: from the dataset.
         deep_supervision: return nnU-Net's list of logits (highest resolution first).
-        transformer_levels: the deepest levels that are MTM levels (paper: 3); on plans of fewer than 4 stages
-            all levels but the first (which stays convolutional).
+        transformer_levels: how many of the deepest levels are MTM levels (paper: 3).
+        min_transformer_stride: only levels whose cumulative stride reaches this along some axis are MTM levels
+            (paper: 8, its shallowest MTM level), the bottleneck always: plans of fewer than 6 stages get fewer
+            MTM levels rather than MTMs on grids far finer than the paper's. 1 gives the deepest
+            ``transformer_levels`` whatever their stride (the first level stays convolutional).
         mtm_depth: MTMs per level (paper: 2).
         window_size: LGG-SA window per axis (paper: 4), shrunk to the axis length on smaller grids.
         max_heads: heads of the window attention and of external attention (paper: 8), reduced to a divisor
@@ -98,6 +105,7 @@ class MTUNet(nn.Module):
         num_classes: int,
         deep_supervision: bool = False,
         transformer_levels: int = 3,
+        min_transformer_stride: int = 8,
         mtm_depth: int = 2,
         window_size: int = 4,
         max_heads: int = 8,
@@ -108,8 +116,9 @@ class MTUNet(nn.Module):
         if transformer_levels < 1:
             raise ValueError(f"transformer_levels must be at least 1 (the bottleneck), got {transformer_levels}")
         self.plan = plan
-        # a plan with fewer stages keeps its first level convolutional and gives the rest to MTMs
-        first = self.first_transformer_level = max(1, n_stages - transformer_levels)
+        coarsest_first = next(level for level in range(1, n_stages)
+                              if level == n_stages - 1 or max(plan.cumulative_strides[level]) >= min_transformer_stride)
+        first = self.first_transformer_level = max(n_stages - transformer_levels, coarsest_first)
 
         def transformer(level: int, width: int) -> MixedTransformerStage:
             return MixedTransformerStage(width, window_shape_for(grids[level], window_size),

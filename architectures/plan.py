@@ -127,6 +127,12 @@ class UNetPlan:
             grids.append(tuple(current))
         return tuple(grids)
 
+    @property
+    def cumulative_strides(self) -> tuple[tuple[int, ...], ...]:
+        """Per level, how many input voxels one of its voxels spans along each axis, level 0 first."""
+        return tuple(tuple(math.prod(stride[axis] for stride in self.strides[: level + 1])
+                           for axis in range(self.spatial_dims)) for level in range(self.n_stages))
+
     def first_stages(self, count: int) -> UNetPlan:
         """The plan of the first ``count`` stages (a shallower U-Net on the same patch), e.g. a convolutional stem."""
         if not 1 <= count <= self.n_stages:

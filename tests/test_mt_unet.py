@@ -79,13 +79,22 @@ def test_acdc_topology_mtms_replace_convolution_at_the_three_deepest_levels(pres
     assert sum(isinstance(m, MixedTransformerModule) for m in network.modules()) == 10  # as the authors' net
 
 
+def test_mtm_levels_are_the_deepest_three_at_stride_8_or_more():
+    seven = UNetPlan.from_arch_kwargs(*make_plan(2, 7, anisotropic=False))  # strides 1 .. 64
+    assert MTUNet(seven, 1, 2).first_transformer_level == 4
+    four = UNetPlan.from_arch_kwargs(*make_plan(3, 4, anisotropic=True))  # cumulative [1,2,2] [1,4,4] [2,8,8]
+    assert MTUNet(four, 1, 2).first_transformer_level == 3  # the bottleneck only
+    assert MTUNet(four, 1, 2, min_transformer_stride=1).first_transformer_level == 1
+    shallow = UNetPlan.from_arch_kwargs(*make_plan(2, 3, anisotropic=False))
+    assert MTUNet(shallow, 1, 2).first_transformer_level == 2  # 3 stages: the bottleneck (stride 4) only
+    assert MTUNet(shallow, 1, 2, min_transformer_stride=1).first_transformer_level == 1  # level 0 stays conv
+
+
 def test_levels_override_and_its_bounds():
     kwargs, patch = make_plan(2, 6, anisotropic=False)
     plan = UNetPlan.from_arch_kwargs(kwargs, patch)
     assert MTUNet(plan, 1, 2, transformer_levels=1).first_transformer_level == 5
-    assert MTUNet(plan, 1, 2, transformer_levels=5).first_transformer_level == 1
-    shallow = UNetPlan.from_arch_kwargs(*make_plan(2, 3, anisotropic=False))
-    assert MTUNet(shallow, 1, 2).first_transformer_level == 1  # 3 stages: MTMs at the 2 below the first
+    assert MTUNet(plan, 1, 2, transformer_levels=5, min_transformer_stride=1).first_transformer_level == 1
     with pytest.raises(ValueError, match="transformer_levels must be at least 1 \\(the bottleneck\\), got 0"):
         MTUNet(plan, 1, 2, transformer_levels=0)
 
@@ -94,7 +103,7 @@ def test_windows_follow_the_planned_grids():
     kwargs, patch = make_plan(3, 5, anisotropic=True)
     plan = UNetPlan.from_arch_kwargs(kwargs, patch)
     assert plan.grids[2:] == ((4, 4, 12), (2, 2, 6), (1, 1, 3))
-    network = MTUNet(plan, 1, 2, window_size=4)
+    network = MTUNet(plan, 1, 2, window_size=4, min_transformer_stride=1)
     windows = [stage.blocks[0].local_global_attention.window for stage in network.encoder_transformers]
     assert windows == [(4, 4, 4), (2, 2, 4)]
     assert network.bottleneck.blocks[0].local_global_attention.window == (1, 1, 3)
