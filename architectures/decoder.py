@@ -1,12 +1,9 @@
-"""nnU-Net's U-Net decoder with two hooks: a skip filter and a stage block.
+"""nnU-Net's U-Net decoder with a skip-filter hook.
 
 :class:`HookedUNetDecoder` *is* dynamic-network-architectures' ``UNetDecoder`` (same transposed convs,
-conv stages and deep-supervision heads, same state-dict keys), with two per-stage places where an
-attention variant plugs in:
-
-- ``skip_filters[s](skip, gating)``: transforms the skip before concatenation; ``gating`` is the decoder
-  feature map one level below (the encoder's bottleneck for ``s == 0``). Attention gates go here.
-- ``stage_blocks[s](features)``: runs after the conv stage. Transformer / non-local blocks go here.
+conv stages and deep-supervision heads, same state-dict keys), with one per-stage place where an attention
+variant plugs in: ``skip_filters[s](skip, gating)`` transforms the skip before concatenation; ``gating`` is the
+decoder feature map one level below (the encoder's bottleneck for ``s == 0``). Attention gates go here.
 
 Decoder stage ``s = 0`` is the lowest resolution, as in ``UNetDecoder``. The deep-supervision heads are
 built whether or not deep supervision is on, so weights load either way.
@@ -31,7 +28,7 @@ class KeepSkip(nn.Module):
 
 
 class HookedUNetDecoder(UNetDecoder):
-    """``UNetDecoder`` with ``skip_filters`` and ``stage_blocks`` hooks (one entry per decoder stage).
+    """``UNetDecoder`` with a ``skip_filters`` hook (one entry per decoder stage).
 
     Args:
         plan: the configuration's plan (its decoder convs per stage).
@@ -39,7 +36,6 @@ class HookedUNetDecoder(UNetDecoder):
         num_classes: output channels of every segmentation head.
         deep_supervision: return a list of logits, highest resolution first, one per decoder stage.
         skip_filters: per decoder stage a module ``(skip, gating) -> skip`` or None (keep the skip).
-        stage_blocks: per decoder stage a module ``features -> features`` or None (identity).
 
     Forward: ``skips`` as the encoder returns them (bottleneck last) -> ``(B, num_classes, *patch)``, or
     with deep supervision a list whose entry ``i`` has size ``patch / cumulative_stride[i]``.
@@ -52,12 +48,10 @@ class HookedUNetDecoder(UNetDecoder):
         num_classes: int,
         deep_supervision: bool,
         skip_filters: Sequence[nn.Module | None] | None = None,
-        stage_blocks: Sequence[nn.Module | None] | None = None,
     ):
         super().__init__(encoder, num_classes, list(plan.decoder_convs[::-1]), deep_supervision)
         n_decoder_stages = len(self.stages)
         self.skip_filters = nn.ModuleList(_fill(skip_filters, n_decoder_stages, KeepSkip, "skip_filters"))
-        self.stage_blocks = nn.ModuleList(_fill(stage_blocks, n_decoder_stages, nn.Identity, "stage_blocks"))
 
     def forward(self, skips: Sequence[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
         features_below = skips[-1]
@@ -65,7 +59,7 @@ class HookedUNetDecoder(UNetDecoder):
         for s in range(len(self.stages)):
             skip = self.skip_filters[s](skips[-(s + 2)], features_below)
             features = torch.cat((self.transpconvs[s](features_below), skip), 1)
-            features = self.stage_blocks[s](self.stages[s](features))
+            features = self.stages[s](features)
             if self.deep_supervision or s == len(self.stages) - 1:
                 seg_outputs.append(self.seg_layers[s](features))
             features_below = features

@@ -1,37 +1,78 @@
-"""Non-local U-Net: nnU-Net's planned U-Net with embedded-Gaussian non-local blocks at the deep levels.
+"""Non-local U-Nets (Wang, Zou, Shen, Ji, "Non-local U-Nets for Biomedical Image Segmentation", AAAI 2020) on an
+nnU-Net plan, with the topology of the authors' code (divelab/Non-local-U-Nets, ``network.py``).
 
-Wang et al.'s non-local block (CVPR 2018) after the bottleneck stage and after the deep decoder stages, where
-self-attention over the whole patch is affordable and the receptive field of the convolutions is the limit
-(Non-local U-Nets, Wang et al. AAAI 2020, put their global aggregation at the bottom and in the first
-up-block). Levels: the bottleneck always, plus the decoder stages of the deepest ``max_levels`` levels whose
-grid at the plan's patch has at most ``max_positions`` positions; ``nonlocal_levels`` overrides it. Every
-block starts as the identity, so at initialisation the network is the planned U-Net.
+1. Encoder: the planned encoder (the authors': residual blocks; plain or ResEnc here, as the plan says).
+2. Bottom block: the bottleneck through the plan's norm and nonlinearity, a *same* global aggregation block
+   (``bottom_heads`` = 2 heads at the bottleneck's channels), plus the encoder's output as residual.
+3. First up-step: the bottom block's output through the plan's norm and nonlinearity into an *up-sampling*
+   global aggregation block (``up_heads`` = 1 head at the next level's channels; its query a transposed 3x3 conv
+   with the plan's stride between the two levels, anisotropic in 3D, so attention does the upsampling), plus the
+   authors' shortcut beside it, a transposed 3x3 conv of the same input with the same stride. It takes the place
+   of nnU-Net's transposed conv of that step.
+4. The rest is nnU-Net's planned decoder (skip concatenation and the plan's convs where the authors add the skip
+   and run a residual block) and its deep-supervision heads (the authors: BN-ReLU6, dropout 0.5, 1x1 conv).
+
+No block needs a memory cap on the presets: the largest attention is ACDC 3d_fullres's up-sampling block,
+5 x 16 x 14 queries over 5 x 8 x 7 keys.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
 
-from .blocks.non_local import NonLocalBlock
+from .blocks.global_aggregation import GlobalAggregation, upsampling_transpconv
 from .decoder import HookedUNetDecoder
 from .plan import UNetPlan
 
 
+class BottomBlock(nn.Module):
+    """``x + GA(nonlin(norm(x)))`` with a *same* global aggregation block: ``(B, C, *S)`` -> same."""
+
+    def __init__(self, plan: UNetPlan, channels: int, heads: int, attention_dropout: float):
+        super().__init__()
+        self.norm_nonlin = _norm_nonlin(plan, channels)
+        self.aggregation = GlobalAggregation(plan.conv_op, channels, channels, heads,
+                                             attention_dropout=attention_dropout)
+
+    def forward(self, bottleneck: torch.Tensor) -> torch.Tensor:
+        return bottleneck + self.aggregation(self.norm_nonlin(bottleneck))
+
+
+class UpAggregation(nn.Module):
+    """The authors' attention up-block: ``GA_up(y) + transpconv(y)``, ``y = nonlin(norm(x))``:
+    ``(B, C_in, *S)`` -> ``(B, C_out, *S * stride)``."""
+
+    def __init__(self, plan: UNetPlan, in_channels: int, out_channels: int, stride, heads: int,
+                 attention_dropout: float):
+        super().__init__()
+        self.norm_nonlin = _norm_nonlin(plan, in_channels)
+        self.aggregation = GlobalAggregation(plan.conv_op, in_channels, out_channels, heads, up_stride=stride,
+                                             attention_dropout=attention_dropout)
+        self.shortcut = upsampling_transpconv(plan.conv_op, in_channels, out_channels, stride, plan.conv_bias)
+
+    def forward(self, below: torch.Tensor) -> torch.Tensor:
+        activated = self.norm_nonlin(below)
+        return self.aggregation(activated) + self.shortcut(activated)
+
+
+def _norm_nonlin(plan: UNetPlan, channels: int) -> nn.Sequential:
+    """The plan's norm and nonlinearity (the authors' BN-ReLU6 in front of each attention block)."""
+    layers = [] if plan.norm_op is None else [plan.norm_op(channels, **(plan.norm_op_kwargs or {}))]
+    if plan.nonlin is not None:
+        layers.append(plan.nonlin(**(plan.nonlin_kwargs or {})))
+    return nn.Sequential(*layers)
+
+
 class NonLocalUNet(nn.Module):
-    """nnU-Net's planned U-Net with non-local blocks at the bottleneck and the deep decoder stages.
+    """The Non-local U-Net on the plan (see the module docstring).
 
     Args:
         plan: the configuration's plan.
         input_channels, num_classes: from the dataset.
         deep_supervision: return nnU-Net's list of logits (highest resolution first).
-        nonlocal_levels: explicit level indices (0 = highest resolution); the bottleneck's block follows the
-            encoder, the others follow the decoder stage that produces their level.
-        max_positions, max_levels: the choice from the patch (defaults: 4096 positions, i.e. 64² or 16³,
-            and 3 levels: the bottleneck and two decoder stages).
-        reduction, subsample: of each :class:`NonLocalBlock` (paper: 1/2 and 2).
+        bottom_heads, up_heads: heads of the bottom and the up-sampling block (official: 2 and 1).
+        attention_dropout: on the attention weights in training (official: 0.5).
     """
 
     def __init__(
@@ -40,40 +81,23 @@ class NonLocalUNet(nn.Module):
         input_channels: int,
         num_classes: int,
         deep_supervision: bool = False,
-        nonlocal_levels: Sequence[int] | None = None,
-        max_positions: int = 4096,
-        max_levels: int = 3,
-        reduction: float = 0.5,
-        subsample: int = 2,
+        bottom_heads: int = 2,
+        up_heads: int = 1,
+        attention_dropout: float = 0.5,
     ):
         super().__init__()
-        n_stages = plan.n_stages
-        if nonlocal_levels is None:
-            levels = plan.deepest_levels(max_levels, max_positions)
-        elif all(0 <= level < n_stages for level in nonlocal_levels):
-            levels = tuple(sorted(nonlocal_levels))
-        else:
-            raise ValueError(f"nonlocal_levels {list(nonlocal_levels)} must be level indices in 0..{n_stages - 1}")
+        channels = plan.features_per_stage
         self.plan = plan
-        self.nonlocal_levels = levels
-
-        def block(level: int) -> nn.Module:
-            if level not in levels:
-                return nn.Identity()
-            return NonLocalBlock(plan.conv_op, plan.features_per_stage[level], plan.norm_op, plan.norm_op_kwargs,
-                                 reduction, subsample)
-
         self.encoder = plan.build_encoder(input_channels)
-        self.bottleneck_block = block(n_stages - 1)
-        self.decoder = HookedUNetDecoder(plan, self.encoder, num_classes, deep_supervision,
-                                         stage_blocks=[block(level) for level in range(n_stages - 2, -1, -1)])
+        self.bottom_block = BottomBlock(plan, channels[-1], bottom_heads, attention_dropout)
+        self.decoder = HookedUNetDecoder(plan, self.encoder, num_classes, deep_supervision)
+        # the first up-step upsamples by attention, in place of nnU-Net's transposed conv
+        self.decoder.transpconvs[0] = UpAggregation(plan, channels[-1], channels[-2], plan.strides[-1], up_heads,
+                                                    attention_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         skips = self.encoder(x)
-        return self.decoder([*skips[:-1], self.bottleneck_block(skips[-1])])
+        return self.decoder([*skips[:-1], self.bottom_block(skips[-1])])
 
     def initialize(self, module: nn.Module) -> None:
-        """nnU-Net's initialisation; the non-local output gates are zeroed again so every block stays the identity."""
         self.plan.initialize(module)
-        if isinstance(module, NonLocalBlock):
-            module.zero_output_gate()

@@ -13,7 +13,6 @@ from nnunet_attention.architectures import UNetPlan
 from nnunet_attention.architectures.blocks.attention_probe import attention_probes, capture_attention_maps
 from nnunet_attention.architectures.blocks.gaussian_axial_attention import GaussianAxialAttention
 from nnunet_attention.architectures.blocks.guided_attention import ChannelAttention, PositionAttention
-from nnunet_attention.architectures.blocks.non_local import NonLocalBlock
 from nnunet_attention.architectures.msga import MSGAOutputs
 from nnunet_attention.trainers import TRAINERS
 from nnunet_attention.trainers.msga import MSGALoss
@@ -23,10 +22,10 @@ from plan_factory import NARROW_ARCHITECTURE_KWARGS, PLAN_MATRIX, make_plan
 NUM_CLASSES = 3
 INPUT_CHANNELS = 2
 #: parameters whose gradient is zero by construction: the Gaussian axial score offset (documented where it is
-#: defined) and the biases of key projections (non-local phi, DANet position attention, Gaussian axial
+#: defined) and the biases of key projections (global aggregation, DANet position attention, Gaussian axial
 #: attention), which add q·b to all of a query's scores alike, a constant the softmax cancels. Their
 #: computed gradients are float rounding noise, exactly zero with some thread counts.
-ZERO_GRADIENT_BY_DESIGN = ("global_attention.bias", "key.bias", "phi.bias")
+ZERO_GRADIENT_BY_DESIGN = ("global_attention.bias", "key.bias")
 
 
 ARCHITECTURES = {name: trainer.architecture_class for name, trainer in TRAINERS.items()}
@@ -71,12 +70,9 @@ def training_loss(outputs, target: torch.Tensor) -> torch.Tensor:
 
 
 def open_zero_initialised_gates(network: torch.nn.Module) -> None:
-    """Non-local output gates and DANet gammas start at 0 (blocks start as the identity), which zeroes the
-    gradients behind them in the first step by design; give them values so every path carries signal."""
+    """DANet gammas start at 0 (the modules start as the identity), which zeroes the gradients behind them in the
+    first step by design; give them values so every path carries signal."""
     for module in network.modules():
-        if isinstance(module, NonLocalBlock):
-            for parameter in module.output_norm.parameters():
-                torch.nn.init.normal_(parameter, std=0.1)
         if isinstance(module, PositionAttention | ChannelAttention):
             torch.nn.init.constant_(module.gamma, 0.1)
 

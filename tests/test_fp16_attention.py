@@ -7,17 +7,18 @@ import pytest
 import torch
 from nnunet_attention.architectures.blocks.cross_axis_attention import MultiScaleCrossAxisAttention
 from nnunet_attention.architectures.blocks.external_attention import ExternalAttention
+from nnunet_attention.architectures.blocks.global_aggregation import GlobalAggregation
 from nnunet_attention.architectures.blocks.gaussian_axial_attention import GaussianAxialAttention
 from nnunet_attention.architectures.blocks.guided_attention import ChannelAttention, PositionAttention
 from nnunet_attention.architectures.blocks.local_global_attention import LocalGlobalGaussianAttention
-from nnunet_attention.architectures.blocks.non_local import NonLocalBlock
 from test_architecture_contract import open_zero_initialised_gates
 from torch import nn
 
 MAGNITUDE = 300.0
 #: id -> (block factory, input shape)
 BLOCKS = {
-    "non-local 3d": (lambda: NonLocalBlock(nn.Conv3d, 16, nn.InstanceNorm3d, {"affine": True}), (2, 16, 4, 6, 6)),
+    "global aggregation up 3d": (lambda: GlobalAggregation(nn.Conv3d, 16, 8, 2, up_stride=(1, 2, 2)),
+                                 (2, 16, 4, 6, 6)),
     "position attention 2d": (lambda: PositionAttention(nn.Conv2d, 16), (2, 16, 8, 8)),
     "channel attention 3d": (ChannelAttention, (2, 16, 4, 6, 6)),
     "cross-axis attention 3d": (lambda: MultiScaleCrossAxisAttention(nn.Conv3d, 16, 2), (2, 16, 4, 6, 6)),
