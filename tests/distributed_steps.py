@@ -8,7 +8,14 @@ import torch
 import torch.distributed as dist
 from nnunet_attention.trainers import TRAINERS
 from plan_factory import make_plan
-from test_architecture_contract import INPUT_CHANNELS, NUM_CLASSES, build, open_zero_initialised_gates, training_loss
+from test_architecture_contract import (
+    INPUT_CHANNELS,
+    NUM_CLASSES,
+    build,
+    disable_dropout,
+    open_zero_initialised_gates,
+    training_loss,
+)
 from torch.nn.parallel import DistributedDataParallel
 
 WORLD_SIZE = 2
@@ -19,10 +26,11 @@ CASES = [(name, *plan) for name in sorted(TRAINERS) for plan in PLANS]
 
 
 def case_network_and_batch(name: str, spatial_dims: int, n_stages: int, anisotropic: bool):
-    """The same network (zero-initialised gates opened) and batch in every process, in float64 so that the
-    comparison sees DDP's averaging and not the order of float32 sums."""
+    """The same network (zero-initialised gates opened, dropout off: each process would draw its own masks) and
+    batch in every process, in float64 so that the comparison sees DDP's averaging and not the order of float32
+    sums."""
     kwargs, patch = make_plan(spatial_dims, n_stages, anisotropic)
-    network = build(name, kwargs, patch, deep_supervision=True)
+    network = disable_dropout(build(name, kwargs, patch, deep_supervision=True))
     torch.manual_seed(1)
     open_zero_initialised_gates(network)
     network.double()

@@ -69,6 +69,17 @@ def training_loss(outputs, target: torch.Tensor) -> torch.Tensor:
     return sum(cross_entropy(logits) for logits in outputs)
 
 
+def disable_dropout(network: torch.nn.Module) -> torch.nn.Module:
+    """Dropout layers and attention dropout off, in training mode too: for comparisons of two forward passes
+    that must compute the same function (their random masks would differ)."""
+    for module in network.modules():
+        if isinstance(module, torch.nn.modules.dropout._DropoutNd):
+            module.p = 0.0
+        if hasattr(module, "attention_dropout"):
+            module.attention_dropout = 0.0
+    return network
+
+
 def open_zero_initialised_gates(network: torch.nn.Module) -> None:
     """DANet gammas start at 0 (the modules start as the identity), which zeroes the gradients behind them in the
     first step by design; give them values so every path carries signal."""
@@ -113,7 +124,7 @@ def test_attention_map_summaries_are_spatial_and_in_their_declared_range(name, s
 @pytest.mark.parametrize("spatial_dims,n_stages,anisotropic", PLAN_MATRIX)
 def test_outputs_match_nnunet_deep_supervision_scales(name, spatial_dims, n_stages, anisotropic):
     kwargs, patch = make_plan(spatial_dims, n_stages, anisotropic)
-    network = build(name, kwargs, patch, deep_supervision=True)
+    network = disable_dropout(build(name, kwargs, patch, deep_supervision=True))
     image = torch.randn(2, INPUT_CHANNELS, *patch)
     with torch.no_grad():
         outputs = network(image)

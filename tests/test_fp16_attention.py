@@ -7,8 +7,8 @@ import pytest
 import torch
 from nnunet_attention.architectures.blocks.cross_axis_attention import MultiScaleCrossAxisAttention
 from nnunet_attention.architectures.blocks.external_attention import ExternalAttention
-from nnunet_attention.architectures.blocks.global_aggregation import GlobalAggregation
 from nnunet_attention.architectures.blocks.gaussian_axial_attention import GaussianAxialAttention
+from nnunet_attention.architectures.blocks.global_aggregation import GlobalAggregation
 from nnunet_attention.architectures.blocks.guided_attention import ChannelAttention, PositionAttention
 from nnunet_attention.architectures.blocks.local_global_attention import LocalGlobalGaussianAttention
 from test_architecture_contract import open_zero_initialised_gates
