@@ -1,15 +1,20 @@
-"""MCANet (Shao et al., "MCANet: Medical Image Segmentation with Multi-Scale Cross-Axis Attention") on an
-nnU-Net plan.
+"""MCANet (Shao et al., "MCANet: Medical Image Segmentation with Multi-Scale Cross-Axis Attention") on an nnU-Net
+plan: the MCA decode head of the authors' code (haoshao-nku/medical_seg, ``mmseg/models/decode_heads/MCANet.py``)
+on nnU-Net's planned encoder in place of MSCAN.
 
-The MCA decode head sits on nnU-Net's planned encoder (plain or ResEnc) instead of MSCAN: the deepest
-stages (E2..E4: the last ``min(3, n_stages - 2)`` levels) are resized to E2's grid, concatenated and
-squeezed by a 1x1 conv to E2's channels, pass one MCA block, are upsampled to the level above (E1),
-concatenated with E1 and fused by two depthwise-separable convolutions and a 1x1 conv. From E1's level
-nnU-Net-style decoder stages (transposed conv, skip, convs) carry the result to full resolution.
+1. Backbone levels E1..E4: the encoder stages downsampled 2, 3, 4 and 5 times (cumulative strides 4, 8, 16, 32
+   of the input, per axis on anisotropic plans). The plan's deeper stages are not built (MSCAN ends at stride 32);
+   a plan of fewer than 6 stages takes its 4 deepest levels (fewer than 4 with fewer stages: E1 is then the first
+   level and E2..E4 the ones below it).
+2. E2, E3, E4 resized (linear) to E1's grid, concatenated, squeezed by a 1x1 conv-norm-nonlin to E2's channels.
+3. The MCA block on E1's grid (:class:`~.blocks.cross_axis_attention.MultiScaleCrossAxisAttention`).
+4. Concatenated with E1; two depthwise-separable 3x3 convs (to E4's channels, then E4 -> E4: the official
+   widths relative to the backbone's); a 1x1 conv-norm-nonlin to E1's channels (``align``).
+5. Dropout 0.1 and a 1x1 classifier at E1's grid; logits resized linearly to the patch (mmseg resizes them to
+   the label size before the loss and at inference).
 
-Deep supervision: one segmentation output per level from E1's up to full resolution, highest first;
-deeper levels have none (the head has no outputs there). ``deep_supervision_levels(n_stages)`` says how
-many, and ``nnUNetTrainerMCANet`` restricts nnU-Net's deep-supervision scales to them.
+The plan's norm and nonlinearity replace the official GroupNorm(32) + ReLU. No decoder and no deep supervision:
+the trainer switches nnU-Net's deep supervision off (Dice+CE on the one full-resolution output).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from dynamic_network_architectures.building_blocks.helper import get_matching_convtransp
+from dynamic_network_architectures.building_blocks.helper import get_matching_dropout
 from torch import nn
 
 from .blocks.cross_axis_attention import MultiScaleCrossAxisAttention
@@ -26,95 +31,54 @@ from .blocks.interpolation import resize_linear
 from .blocks.separable_conv import depthwise_separable_conv
 from .plan import UNetPlan
 
-
-def head_levels(n_stages: int) -> tuple[list[int], int]:
-    """(deep levels E2..E4 fed to the MCA block, the shallow level E1 it is fused with)."""
-    if n_stages < 3:
-        raise ValueError(f"MCANet needs a plan with at least 3 stages (n_stages={n_stages}); plan a larger patch")
-    deep = list(range(n_stages - min(3, n_stages - 2), n_stages))
-    return deep, deep[0] - 1
+#: MSCAN's last stage is downsampled this many times (cumulative stride 32)
+BACKBONE_DOWNSAMPLINGS = 5
 
 
-def deep_supervision_levels(n_stages: int) -> int:
-    """Segmentation outputs with deep supervision on: one per level from E1's up to full resolution."""
-    return head_levels(n_stages)[1] + 1
+def backbone_levels(n_stages: int) -> tuple[int, ...]:
+    """The levels E1..E4 of a plan of ``n_stages`` (E1 first): 2..5 where the plan has them, else the deepest ones."""
+    if n_stages < 2:
+        raise ValueError(f"MCANet needs a plan of at least 2 stages (E1 and a deeper level), got {n_stages}")
+    deepest = min(n_stages, BACKBONE_DOWNSAMPLINGS + 1) - 1
+    return tuple(range(max(0, deepest - 3), deepest + 1))
 
 
 class MCAHead(nn.Module):
-    """Encoder skips -> fused features ``(B, C_E1, *S_E1)`` at E1's level (see the module docstring)."""
+    """Backbone levels ``[E1, E2, E3, E4]`` -> logits ``(B, classes, *S_E1)`` (see the module docstring)."""
 
-    def __init__(self, plan: UNetPlan, heads: int, strip_lengths: Sequence[int]):
+    def __init__(self, plan: UNetPlan, levels: Sequence[int], num_classes: int, heads: int,
+                 strip_lengths: Sequence[int], dropout: float):
         super().__init__()
-        features = plan.features_per_stage
-        self.deep_levels, self.shallow_level = head_levels(plan.n_stages)
-        squeeze_channels = features[self.deep_levels[0]]
-        shallow_channels = features[self.shallow_level]
-        self.squeeze = plan.conv_norm_nonlin(sum(features[s] for s in self.deep_levels), squeeze_channels)
-        self.cross_axis_attention = MultiScaleCrossAxisAttention(
-            plan.conv_op, squeeze_channels, heads_for(squeeze_channels, heads), strip_lengths
-        )
-        self.fuse = nn.Sequential(
-            depthwise_separable_conv(plan, squeeze_channels + shallow_channels, shallow_channels, 3),
-            depthwise_separable_conv(plan, shallow_channels, shallow_channels, 3),
-        )
-        self.align = plan.conv_norm_nonlin(shallow_channels, shallow_channels)
+        channels = [plan.features_per_stage[level] for level in levels]
+        e1, e2, e4 = channels[0], channels[1], channels[-1]
+        self.squeeze = plan.conv_norm_nonlin(sum(channels[1:]), e2)
+        self.cross_axis_attention = MultiScaleCrossAxisAttention(plan.conv_op, e2, heads_for(e2, heads), strip_lengths)
+        self.fuse = nn.Sequential(depthwise_separable_conv(plan, e2 + e1, e4, 3),
+                                  depthwise_separable_conv(plan, e4, e4, 3))
+        self.align = plan.conv_norm_nonlin(e4, e1)
+        self.dropout = get_matching_dropout(dimension=plan.spatial_dims)(dropout)  # it ignores conv_op (DNA 0.4.4)
+        self.classifier = plan.conv_op(e1, num_classes, 1)
 
-    def forward(self, skips: Sequence[torch.Tensor]) -> torch.Tensor:
-        common = skips[self.deep_levels[0]].shape[2:]
-        deep = self.squeeze(torch.cat([resize_linear(skips[s], common) for s in self.deep_levels], dim=1))
-        deep = self.cross_axis_attention(deep)
-        shallow = skips[self.shallow_level]
-        fused = self.fuse(torch.cat((resize_linear(deep, shallow.shape[2:]), shallow), dim=1))
-        return self.align(fused)
-
-
-class MCADecoder(nn.Module):
-    """MCA head, then nnU-Net decoder stages from E1's level to full resolution, with segmentation heads.
-
-    ``deep_supervision`` is what nnU-Net's ``set_deep_supervision_enabled`` toggles. Output: logits
-    ``(B, classes, *patch)``, or the list over levels E1..0 reversed (highest resolution first).
-    """
-
-    def __init__(self, plan: UNetPlan, num_classes: int, deep_supervision: bool, heads: int,
-                 strip_lengths: Sequence[int]):
-        super().__init__()
-        features = plan.features_per_stage
-        self.deep_supervision = deep_supervision
-        self.head = MCAHead(plan, heads, strip_lengths)
-        shallow = self.head.shallow_level
-        transpconv_op = get_matching_convtransp(plan.conv_op)
-        # up-step s goes from level shallow - s to level shallow - s - 1
-        levels = list(range(shallow - 1, -1, -1))
-        self.transpconvs = nn.ModuleList(
-            transpconv_op(features[level + 1], features[level], plan.strides[level + 1], plan.strides[level + 1],
-                          bias=plan.conv_bias)
-            for level in levels
-        )
-        self.stages = nn.ModuleList(plan.decoder_convs_at(level, 2 * features[level]) for level in levels)
-        # built for every level whether deep supervision is on or not, so weights always load
-        self.seg_layers = nn.ModuleList(
-            plan.conv_op(features[level], num_classes, 1, 1, 0, bias=True) for level in [shallow, *levels]
-        )
-
-    def forward(self, skips: Sequence[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
-        features = self.head(skips)
-        outputs = [self.seg_layers[0](features)] if self.deep_supervision else []
-        for s, (transpconv, stage) in enumerate(zip(self.transpconvs, self.stages)):
-            level = self.head.shallow_level - 1 - s
-            features = stage(torch.cat((transpconv(features), skips[level]), dim=1))
-            if self.deep_supervision or level == 0:
-                outputs.append(self.seg_layers[s + 1](features))
-        return outputs[::-1] if self.deep_supervision else outputs[-1]
+    def forward(self, backbone_features: Sequence[torch.Tensor]) -> torch.Tensor:
+        e1 = backbone_features[0]
+        deep = torch.cat([resize_linear(features, e1.shape[2:]) for features in backbone_features[1:]], dim=1)
+        attended = self.cross_axis_attention(self.squeeze(deep))
+        fused = self.align(self.fuse(torch.cat((attended, e1), dim=1)))
+        return self.classifier(self.dropout(fused))
 
 
 class MCANet(nn.Module):
-    """nnU-Net's planned encoder with the MCA decode head carried to full resolution.
+    """The planned encoder (up to stride 32) with the MCA decode head.
 
     Args:
         plan: the configuration's plan.
-        input_channels, num_classes, deep_supervision: as every architecture here.
-        heads: MCA heads at most (reduced to a divisor of E2's channels).
-        strip_lengths: MCA strip convolution lengths (paper: 7, 11, 21).
+        input_channels, num_classes: from the dataset.
+        deep_supervision: must be False (the paper's network has one output; the trainer turns nnU-Net's off).
+        heads: MCA heads at most (official: 8; reduced to a divisor of E2's channels).
+        strip_lengths: MCA strip convolution lengths (official: 7, 11, 21).
+        dropout: before the classifier (official: 0.1).
+
+    Forward: ``(B, input_channels, *patch)`` -> ``(B, num_classes, *patch)`` in training and evaluation.
     """
 
     def __init__(
@@ -125,14 +89,23 @@ class MCANet(nn.Module):
         deep_supervision: bool = False,
         heads: int = 8,
         strip_lengths: Sequence[int] = (7, 11, 21),
+        dropout: float = 0.1,
     ):
         super().__init__()
+        if deep_supervision:
+            raise ValueError(
+                "MCANet has no multi-resolution deep supervision (the paper's head has one output at E1's grid); "
+                "its trainer (nnUNetTrainerMCANet) switches nnU-Net's off: build it with deep_supervision=False"
+            )
         self.plan = plan
-        self.encoder = plan.build_encoder(input_channels)
-        self.decoder = MCADecoder(plan, num_classes, deep_supervision, heads, strip_lengths)
+        self.backbone_levels = backbone_levels(plan.n_stages)
+        self.encoder = plan.first_stages(self.backbone_levels[-1] + 1).build_encoder(input_channels)
+        self.head = MCAHead(plan, self.backbone_levels, num_classes, heads, strip_lengths, dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        return self.decoder(self.encoder(x))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = self.encoder(x)
+        logits = self.head([skips[level] for level in self.backbone_levels])
+        return resize_linear(logits, x.shape[2:])
 
     def initialize(self, module: nn.Module) -> None:
         self.plan.initialize(module)

@@ -1,36 +1,95 @@
-"""MCANet specifics: which levels the head reads, its outputs, its maps."""
+"""MCANet: the paper's decode head on nnU-Net's plans (backbone levels at strides 4-32, MCA on E1's grid, the
+official widths, one full-resolution output), its maps."""
 
 import pytest
 import torch
 from nnunet_attention.architectures import MCANet, UNetPlan, capture_attention_maps
-from nnunet_attention.architectures.mcanet import deep_supervision_levels, head_levels
+from nnunet_attention.architectures.blocks.interpolation import resize_linear
+from nnunet_attention.architectures.mcanet import backbone_levels
 from plan_factory import make_plan
+from torch import nn
+
+from nnunet_attention.benchmark import build_network
+from nnunet_attention.plan_presets import PLAN_PRESETS
 
 
-@pytest.mark.parametrize(
-    "n_stages,deep,shallow", [(3, [2], 1), (4, [2, 3], 1), (5, [2, 3, 4], 1), (7, [4, 5, 6], 3), (8, [5, 6, 7], 4)]
-)
-def test_head_reads_the_deepest_three_levels_and_the_one_above(n_stages, deep, shallow):
-    assert head_levels(n_stages) == (deep, shallow)
-    assert deep_supervision_levels(n_stages) == shallow + 1 >= 2
+@pytest.mark.parametrize("n_stages,levels", [
+    (2, (0, 1)), (3, (0, 1, 2)), (4, (0, 1, 2, 3)), (5, (1, 2, 3, 4)), (6, (2, 3, 4, 5)), (7, (2, 3, 4, 5)),
+    (8, (2, 3, 4, 5)),
+])
+def test_backbone_levels_are_strides_4_to_32_or_the_deepest_available(n_stages, levels):
+    assert backbone_levels(n_stages) == levels
 
 
-def test_too_shallow_plan_is_refused_with_the_fix():
-    with pytest.raises(ValueError, match="at least 3 stages \\(n_stages=2\\); plan a larger patch"):
-        head_levels(2)
+def test_single_stage_plan_is_refused():
+    with pytest.raises(ValueError, match="at least 2 stages \\(E1 and a deeper level\\), got 1"):
+        backbone_levels(1)
+
+
+@pytest.mark.parametrize("preset", ["acdc-2d", "acdc-3d_fullres"])
+def test_acdc_topology_mca_on_e1_grid_with_the_official_widths(preset):
+    plan = PLAN_PRESETS[preset]
+    features = plan.configuration_plan["architecture"]["arch_kwargs"]["features_per_stage"]
+    network = build_network("nnUNetTrainerMCANet", plan).eval()
+    unet_plan = network.plan
+    assert network.backbone_levels == (2, 3, 4, 5)
+    assert [max(s) for s in (unet_plan.cumulative_strides[level] for level in network.backbone_levels)] == [4, 8, 16,
+                                                                                                              32]
+    e1, e2, e3, e4 = (features[level] for level in network.backbone_levels)
+    head = network.head
+    assert (head.squeeze[0].in_channels, head.squeeze[0].out_channels) == (e2 + e3 + e4, e2)
+    depthwise_1, pointwise_1 = head.fuse[0]
+    depthwise_2, pointwise_2 = head.fuse[1]
+    assert depthwise_1[0].groups == e2 + e1 and pointwise_1[0].out_channels == e4
+    assert depthwise_2[0].groups == e4 and pointwise_2[0].out_channels == e4
+    assert (head.align[0].in_channels, head.align[0].out_channels) == (e4, e1)
+    assert head.dropout.p == 0.1 and head.classifier.in_channels == e1
+    with torch.no_grad(), capture_attention_maps(network) as maps:
+        output = network(torch.randn(1, plan.input_channels, *unet_plan.patch_size))
+    assert list(output.shape) == [1, plan.num_classes, *unet_plan.patch_size]
+    assert maps and all(tuple(m.shape[2:]) == unet_plan.grids[2] for m in maps.values())  # MCA sees E1's grid
+
+
+def test_deeper_plan_stages_are_not_built():
+    kwargs, patch = make_plan(2, 7, anisotropic=False)
+    network = MCANet(UNetPlan.from_arch_kwargs(kwargs, patch), 1, 2)
+    assert len(network.encoder.stages) == 6
+
+
+def test_forward_is_the_papers_head():
+    """resize(classifier(dropout(align(fuse(cat(MCA(squeeze(cat(E2..E4 resized to E1))), E1))))), patch)."""
+    kwargs, patch = make_plan(3, 6, anisotropic=True)
+    torch.manual_seed(0)
+    network = MCANet(UNetPlan.from_arch_kwargs(kwargs, patch), 2, 3).eval()
+    image = torch.randn(1, 2, *patch)
+    with torch.no_grad():
+        skips = network.encoder(image)
+        e1, e2, e3, e4 = (skips[level] for level in (2, 3, 4, 5))
+        head = network.head
+        deep = torch.cat([resize_linear(e, e1.shape[2:]) for e in (e2, e3, e4)], dim=1)
+        fused = head.align(head.fuse(torch.cat((head.cross_axis_attention(head.squeeze(deep)), e1), dim=1)))
+        expected = resize_linear(head.classifier(fused), patch)
+        torch.testing.assert_close(network(image), expected)
+
+
+def test_deep_supervision_is_refused_with_what_to_do():
+    kwargs, patch = make_plan(2, 4, anisotropic=False)
+    with pytest.raises(ValueError, match="switches nnU-Net's off: build it with deep_supervision=False"):
+        MCANet(UNetPlan.from_arch_kwargs(kwargs, patch), 1, 2, deep_supervision=True)
+    assert isinstance(MCANet(UNetPlan.from_arch_kwargs(kwargs, patch), 1, 2).head.dropout, nn.Dropout2d)
 
 
 @pytest.mark.parametrize("spatial_dims,anisotropic", [(2, False), (3, True)])
 def test_cross_axis_maps_are_captured_per_axis(spatial_dims, anisotropic):
-    kwargs, patch = make_plan(spatial_dims, 5, anisotropic)
-    network = MCANet(UNetPlan.from_arch_kwargs(kwargs, patch), 1, 2).eval()
+    kwargs, patch = make_plan(spatial_dims, 6, anisotropic)
+    plan = UNetPlan.from_arch_kwargs(kwargs, patch)
+    network = MCANet(plan, 1, 2).eval()
     with torch.no_grad(), capture_attention_maps(network) as maps:
         network(torch.randn(1, 1, *patch))
     assert len(maps) == spatial_dims
-    # E2 = level 2 grid; each map holds one mean weight per index along its axis, constant along the others
-    grid = [p // (s1 * s2) for p, s1, s2 in zip(patch, kwargs["strides"][1], kwargs["strides"][2])]
+    grid = list(plan.grids[2])  # E1
     for axis in range(spatial_dims):
-        weights = maps[f"decoder.head.cross_axis_attention.attention_probes.{axis}"]
+        weights = maps[f"head.cross_axis_attention.attention_probes.{axis}"]
         assert weights.shape == (1, 1, *grid)
         torch.testing.assert_close(weights.sum(2 + axis), torch.ones(1, 1, *grid[:axis], *grid[axis + 1:]))
         other_axes = [2 + a for a in range(spatial_dims) if a != axis]

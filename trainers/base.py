@@ -13,6 +13,7 @@ import os
 import pydoc
 from typing import Any, ClassVar
 
+import torch
 from nnunet_attention.architectures.plan import UNetPlan
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
@@ -69,6 +70,18 @@ class AttentionTrainerBase(nnUNetTrainer):
     #: whether the network gives nnU-Net's multi-resolution deep-supervision outputs; a trainer that sets
     #: False switches nnU-Net's deep supervision off and supervises its network its own way
     supports_deep_supervision: ClassVar[bool] = True
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):  # noqa: B008 (nnU-Net's signature, read by locals())
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        if not self.supports_deep_supervision:
+            self.enable_deep_supervision = False
+
+    def set_deep_supervision_enabled(self, enabled: bool) -> None:
+        """nnU-Net's toggle (it switches deep supervision off around its final validation); nothing to toggle for
+        networks without deep supervision, which give one output in evaluation mode anyway."""
+        if self.supports_deep_supervision:
+            super().set_deep_supervision_enabled(enabled)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

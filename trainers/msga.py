@@ -10,9 +10,6 @@ from torch import nn
 
 from .base import AttentionTrainerBase
 
-#: nnU-Net's default device argument, as in nnUNetTrainer.__init__
-CUDA = torch.device("cuda")
-
 
 class MSGALoss(nn.Module):
     """``(Σ_heads seg(head, target) + 0.25 Σ_s MSE(code_s step 1, code_s step 2) + 0.1 Σ MSE(input, reconstruction))
@@ -58,14 +55,5 @@ class nnUNetTrainerMSGA(AttentionTrainerBase):
     architecture_class = MSGANet
     supports_deep_supervision = False
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = CUDA):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.enable_deep_supervision = False
-
     def _build_loss(self) -> nn.Module:
         return MSGALoss(super()._build_loss())
-
-    def set_deep_supervision_enabled(self, enabled: bool) -> None:
-        """Nothing to toggle: nnU-Net calls this around its final validation, but the network has no deep
-        supervision (training mode returns the heads for the loss, evaluation mode one tensor)."""
