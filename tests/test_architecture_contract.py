@@ -59,13 +59,16 @@ def output_tensors(outputs) -> list[torch.Tensor]:
 
 
 def training_loss(outputs, target: torch.Tensor) -> torch.Tensor:
-    """CE of each deep-supervision output against the nearest-resized target; for MSGA its trainer's loss."""
+    """CE of each deep-supervision output (or of the one output) against the nearest-resized target; for MSGA its
+    trainer's loss."""
     def cross_entropy(logits: torch.Tensor) -> torch.Tensor:
         resized = F.interpolate(target[:, None].float(), size=logits.shape[2:])[:, 0].long()
         return F.cross_entropy(logits.float(), resized)
 
     if isinstance(outputs, MSGAOutputs):
         return MSGALoss(lambda logits, _target: cross_entropy(logits))(outputs, target)
+    if isinstance(outputs, torch.Tensor):
+        return cross_entropy(outputs)
     return sum(cross_entropy(logits) for logits in outputs)
 
 

@@ -13,7 +13,6 @@ import os
 import pydoc
 from typing import Any, ClassVar
 
-import torch
 from nnunet_attention.architectures.plan import UNetPlan
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
@@ -71,11 +70,12 @@ class AttentionTrainerBase(nnUNetTrainer):
     #: False switches nnU-Net's deep supervision off and supervises its network its own way
     supports_deep_supervision: ClassVar[bool] = True
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):  # noqa: B008 (nnU-Net's signature, read by locals())
-        super().__init__(plans, configuration, fold, dataset_json, device)
+    def initialize(self) -> None:
+        """nnU-Net's ``initialize``; for networks without deep supervision it is switched off before the network,
+        the loss and the data loaders' targets are set up from it."""
         if not self.supports_deep_supervision:
             self.enable_deep_supervision = False
+        super().initialize()
 
     def set_deep_supervision_enabled(self, enabled: bool) -> None:
         """nnU-Net's toggle (it switches deep supervision off around its final validation); nothing to toggle for
