@@ -13,17 +13,20 @@ from nnunet_attention.benchmark import build_network
 from nnunet_attention.plan_presets import PLAN_PRESETS
 
 
-@pytest.mark.parametrize("n_stages,levels", [
-    (2, (0, 1)), (3, (0, 1, 2)), (4, (0, 1, 2, 3)), (5, (1, 2, 3, 4)), (6, (2, 3, 4, 5)), (7, (2, 3, 4, 5)),
-    (8, (2, 3, 4, 5)),
+@pytest.mark.parametrize("spatial_dims,n_stages,anisotropic,levels", [
+    (2, 3, False, (1, 2)), (2, 4, False, (2, 3)), (2, 5, False, (2, 3, 4)), (2, 6, False, (2, 3, 4, 5)),
+    (2, 8, False, (2, 3, 4, 5)),
+    # anisotropic: cumulative strides [1,1,1] [1,2,2] [1,4,4] [2,8,8] ...: E1 is level 2 (4 in-plane)
+    (3, 4, True, (2, 3)), (3, 6, True, (2, 3, 4, 5)),
 ])
-def test_backbone_levels_are_strides_4_to_32_or_the_deepest_available(n_stages, levels):
-    assert backbone_levels(n_stages) == levels
+def test_backbone_levels_start_at_stride_4(spatial_dims, n_stages, anisotropic, levels):
+    assert backbone_levels(UNetPlan.from_arch_kwargs(*make_plan(spatial_dims, n_stages, anisotropic))) == levels
 
 
 def test_single_stage_plan_is_refused():
+    kwargs, patch = make_plan(2, 1, anisotropic=False)
     with pytest.raises(ValueError, match="at least 2 stages \\(E1 and a deeper level\\), got 1"):
-        backbone_levels(1)
+        backbone_levels(UNetPlan.from_arch_kwargs(kwargs, patch))
 
 
 @pytest.mark.parametrize("preset", ["acdc-2d", "acdc-3d_fullres"])
