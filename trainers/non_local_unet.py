@@ -1,4 +1,4 @@
-"""Trainer for the non-local U-Net on nnU-Net's plans."""
+"""Trainer for the Non-local U-Net (Wang, Zou, Shen, Ji, AAAI 2020) on nnU-Net's plans."""
 
 from nnunet_attention.architectures import NonLocalUNet
 
@@ -6,7 +6,7 @@ from .base import AttentionTrainerBase
 
 
 class nnUNetTrainerNonLocalUNet(AttentionTrainerBase):
-    """nnU-Net's planned U-Net with non-local blocks at the bottleneck and deep decoder stages; nnU-Net's loss
-    (Dice+CE with deep supervision), SGD and schedule."""
+    """nnU-Net's planned U-Net with the paper's global aggregation blocks: the bottom block at the bottleneck and the
+    up-sampling block as the first up-step; nnU-Net's loss (Dice+CE with deep supervision), SGD and schedule."""
 
     architecture_class = NonLocalUNet
