@@ -106,7 +106,7 @@ def test_loss_is_the_papers_sum_over_heads_semantic_codes_and_reconstructions():
         sum(segmentation(logits, target) for logits in outputs.logits)
         + 0.25 * sum(((a - b) ** 2).mean() for a, b in outputs.semantic_pairs)
         + 0.1 * sum(((x - r) ** 2).mean() for x, r in outputs.reconstruction_pairs)
-    ) / (2 * n)
+    )
     torch.testing.assert_close(loss(outputs, target), expected)
     # evaluation mode: one tensor, plain Dice+CE (what nnU-Net's validation step computes)
     network.eval()
