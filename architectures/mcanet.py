@@ -43,8 +43,7 @@ def backbone_levels(plan: UNetPlan) -> tuple[int, ...]:
     n_stages = plan.n_stages
     if n_stages < 2:
         raise ValueError(f"MCANet needs a plan of at least 2 stages (E1 and a deeper level), got {n_stages}")
-    e1 = next(level for level in range(n_stages)
-              if level == n_stages - 2 or max(plan.cumulative_strides[level]) >= E1_STRIDE)
+    e1 = min(plan.first_level_at_stride(E1_STRIDE), n_stages - 2)
     return tuple(range(e1, min(e1 + 3, n_stages - 1) + 1))
 
 

@@ -116,9 +116,9 @@ class MTUNet(nn.Module):
         if transformer_levels < 1:
             raise ValueError(f"transformer_levels must be at least 1 (the bottleneck), got {transformer_levels}")
         self.plan = plan
-        coarsest_first = next(level for level in range(1, n_stages)
-                              if level == n_stages - 1 or max(plan.cumulative_strides[level]) >= min_transformer_stride)
-        first = self.first_transformer_level = max(n_stages - transformer_levels, coarsest_first)
+        # level 0 stays convolutional, the bottleneck is always an MTM level
+        coarse_enough = min(max(plan.first_level_at_stride(min_transformer_stride), 1), n_stages - 1)
+        first = self.first_transformer_level = max(n_stages - transformer_levels, coarse_enough)
 
         def transformer(level: int, width: int) -> MixedTransformerStage:
             return MixedTransformerStage(width, window_shape_for(grids[level], window_size),

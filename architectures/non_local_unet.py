@@ -31,7 +31,7 @@ class BottomBlock(nn.Module):
 
     def __init__(self, plan: UNetPlan, channels: int, heads: int, attention_dropout: float):
         super().__init__()
-        self.norm_nonlin = _norm_nonlin(plan, channels)
+        self.norm_nonlin = plan.norm_nonlin(channels)
         self.aggregation = GlobalAggregation(plan.conv_op, channels, channels, heads,
                                              attention_dropout=attention_dropout)
 
@@ -46,7 +46,7 @@ class UpAggregation(nn.Module):
     def __init__(self, plan: UNetPlan, in_channels: int, out_channels: int, stride, heads: int,
                  attention_dropout: float):
         super().__init__()
-        self.norm_nonlin = _norm_nonlin(plan, in_channels)
+        self.norm_nonlin = plan.norm_nonlin(in_channels)
         self.aggregation = GlobalAggregation(plan.conv_op, in_channels, out_channels, heads, up_stride=stride,
                                              attention_dropout=attention_dropout)
         self.shortcut = upsampling_transpconv(plan.conv_op, in_channels, out_channels, stride, plan.conv_bias)
@@ -54,14 +54,6 @@ class UpAggregation(nn.Module):
     def forward(self, below: torch.Tensor) -> torch.Tensor:
         activated = self.norm_nonlin(below)
         return self.aggregation(activated) + self.shortcut(activated)
-
-
-def _norm_nonlin(plan: UNetPlan, channels: int) -> nn.Sequential:
-    """The plan's norm and nonlinearity (the authors' BN-ReLU6 in front of each attention block)."""
-    layers = [] if plan.norm_op is None else [plan.norm_op(channels, **(plan.norm_op_kwargs or {}))]
-    if plan.nonlin is not None:
-        layers.append(plan.nonlin(**(plan.nonlin_kwargs or {})))
-    return nn.Sequential(*layers)
 
 
 class NonLocalUNet(nn.Module):

@@ -133,6 +133,11 @@ class UNetPlan:
         return tuple(tuple(math.prod(stride[axis] for stride in self.strides[: level + 1])
                            for axis in range(self.spatial_dims)) for level in range(self.n_stages))
 
+    def first_level_at_stride(self, stride: int) -> int:
+        """The first level whose cumulative stride reaches ``stride`` along some axis; ``n_stages`` if none does."""
+        return next((level for level, strides in enumerate(self.cumulative_strides) if max(strides) >= stride),
+                    self.n_stages)
+
     def first_stages(self, count: int) -> UNetPlan:
         """The plan of the first ``count`` stages (a shallower U-Net on the same patch), e.g. a convolutional stem."""
         if not 1 <= count <= self.n_stages:
@@ -163,10 +168,13 @@ class UNetPlan:
         """Conv (the plan's bias; 'same' padding for odd kernels, none for kernel = stride) -> the plan's norm ->
         the plan's nonlinearity: ``(B, in, *S)`` -> ``(B, out, *S / stride)``. No dropout (nnU-Net plans none)."""
         kernel = maybe_convert_scalar_to_list(self.conv_op, kernel_size)
-        layers = [self.conv_op(in_channels, out_channels, tuple(kernel), tuple(maybe_convert_scalar_to_list(
-            self.conv_op, stride)), padding=tuple((k - 1) // 2 for k in kernel), groups=groups, bias=self.conv_bias)]
-        if self.norm_op is not None:
-            layers.append(self.norm_op(out_channels, **(self.norm_op_kwargs or {})))
+        conv = self.conv_op(in_channels, out_channels, tuple(kernel), tuple(maybe_convert_scalar_to_list(
+            self.conv_op, stride)), padding=tuple((k - 1) // 2 for k in kernel), groups=groups, bias=self.conv_bias)
+        return nn.Sequential(conv, *self.norm_nonlin(out_channels))
+
+    def norm_nonlin(self, channels: int) -> nn.Sequential:
+        """The plan's norm, then its nonlinearity (either left out where the plan has none): ``(B, C, *S)`` -> same."""
+        layers = [] if self.norm_op is None else [self.norm_op(channels, **(self.norm_op_kwargs or {}))]
         if self.nonlin is not None:
             layers.append(self.nonlin(**(self.nonlin_kwargs or {})))
         return nn.Sequential(*layers)

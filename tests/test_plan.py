@@ -15,6 +15,7 @@ def test_per_axis_values_are_expanded_and_grids_follow_the_strides():
     assert plan.strides == ((1, 1, 1), (1, 2, 2), (1, 2, 2), (2, 2, 2), (2, 2, 2))
     assert plan.grids == ((4, 16, 48), (4, 8, 24), (4, 4, 12), (2, 2, 6), (1, 1, 3))
     assert plan.cumulative_strides == ((1, 1, 1), (1, 2, 2), (1, 4, 4), (2, 8, 8), (4, 16, 16))
+    assert [plan.first_level_at_stride(s) for s in (1, 2, 4, 8, 16, 32)] == [0, 1, 2, 3, 4, 5]
     assert (plan.n_stages, plan.spatial_dims, plan.is_residual) == (5, 3, False)
 
 
