@@ -197,9 +197,7 @@ def run_demo_command(trainer: str, configuration: str, epochs: int, iterations: 
     command = [sys.executable, "-m", "nnunet_attention.cli", "demo", "--trainer", trainer, "--config", configuration,
                "--epochs", str(epochs), "--iterations", str(iterations), "--device", "cpu", "--workdir", str(workdir),
                "--quiet"]
-    # run outside the checkout: `python -m` puts the working directory first on sys.path, where the
-    # source folder nnunet_attention/ would shadow the installed package under test
-    result = subprocess.run(command, capture_output=True, text=True, timeout=1200, cwd=workdir.parent)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     last_line = result.stdout.strip().splitlines()[-1]
     match = re.fullmatch(r"mean Dice: (\d\.\d+)", last_line)

@@ -4,23 +4,49 @@ import inspect
 import os
 import subprocess
 import sys
-import tempfile
 import textwrap
+from pathlib import Path
 
 import pytest
 from nnunet_attention.trainers import TRAINERS, AttentionTrainerBase
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 SHIM_FOLDER = os.path.join(os.path.dirname(__import__("nnunet_attention").__file__), "ext_trainers")
+REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_python(code: str, environment: dict[str, str]) -> subprocess.CompletedProcess:
-    """Run ``code`` in a fresh interpreter outside the checkout (``python -c`` puts the working directory
-    first on sys.path, where the source folder would shadow the installed package under test)."""
+def run_python(code: str, environment: dict[str, str], *options: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter started at the repository root, as scripts and notebooks of a clone
+    are (``python -c`` and ``-m`` put that folder, with the source folder ``nnunet_attention/``, first on
+    sys.path)."""
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], env=environment, capture_output=True, text=True, timeout=300,
-        cwd=tempfile.gettempdir(),
+        [sys.executable, *options, "-c", textwrap.dedent(code)], env=environment, capture_output=True, text=True,
+        timeout=300, cwd=REPOSITORY_ROOT,
     )
+
+
+def test_python_started_at_the_repository_root_imports_the_trainers_and_architectures():
+    """The source folder ``nnunet_attention/`` lacks ``architectures/`` and ``trainers/`` (top-level folders that
+    installation maps into the package); imported from the repository root it must still provide them, the same
+    files, with every trainer registered. An editable install's import hook would resolve them anyway; it is
+    taken out, so that the check holds for a regular install (``pip install .``) as for an editable one."""
+    result = run_python(
+        """
+        import sys
+        sys.meta_path = [finder for finder in sys.meta_path if "Editable" not in getattr(finder, "__name__", "")]
+        import nnunet_attention, nnunet_attention.architectures as architectures, nnunet_attention.trainers as trainers
+        print("PACKAGE", nnunet_attention.__file__)
+        print("ARCHITECTURES", architectures.__file__)
+        print("TRAINERS", sorted(trainers.TRAINERS))
+        """,
+        environment_without_ext_trainer(),
+    )
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines())
+    assert lines["PACKAGE"] == str(REPOSITORY_ROOT / "nnunet_attention" / "__init__.py")
+    assert lines["ARCHITECTURES"] == str(REPOSITORY_ROOT / "architectures" / "__init__.py")
+    assert lines["TRAINERS"] == str(sorted(TRAINERS))
+    assert "unavailable" not in result.stderr
 
 
 def environment_without_ext_trainer() -> dict[str, str]:
