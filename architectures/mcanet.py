@@ -61,14 +61,16 @@ class MCAHead(nn.Module):
                                   depthwise_separable_conv(plan, e4, e4, 3))
         self.align = plan.conv_norm_nonlin(e4, e1)
         self.dropout = get_matching_dropout(dimension=plan.spatial_dims)(dropout)  # it ignores conv_op (DNA 0.4.4)
-        self.classifier = plan.conv_op(e1, num_classes, 1)
+        # nnU-Net's name for the layers that give logits: -pretrained_weights skips them, so a model fine-tunes to
+        # a dataset with another number of classes
+        self.seg_layers = nn.ModuleList([plan.conv_op(e1, num_classes, 1)])
 
     def forward(self, backbone_features: Sequence[torch.Tensor]) -> torch.Tensor:
         e1 = backbone_features[0]
         deep = torch.cat([resize_linear(features, e1.shape[2:]) for features in backbone_features[1:]], dim=1)
         attended = self.cross_axis_attention(self.squeeze(deep))
         fused = self.align(self.fuse(torch.cat((attended, e1), dim=1)))
-        return self.classifier(self.dropout(fused))
+        return self.seg_layers[0](self.dropout(fused))
 
 
 class MCANet(nn.Module):

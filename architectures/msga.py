@@ -75,6 +75,20 @@ class GuidedAttentionScale(nn.Module):
         return self.combine((self.position(step_input) + self.channel(step_input)) * self.semantic(reconstruction))
 
 
+class ClassHeads(nn.Module):
+    """The 1x1 class heads: ``seg_layers[step][scale]``, ``channels`` -> ``num_classes``.
+
+    Named as nnU-Net names the layers that give logits (keys containing ``.seg_layers.``): its
+    ``-pretrained_weights`` loader skips exactly those, so a model fine-tunes to another number of classes.
+    """
+
+    def __init__(self, conv_op: type[nn.Module], channels: int, num_classes: int, n_scales: int):
+        super().__init__()
+        self.seg_layers = nn.ModuleList(
+            nn.ModuleList(conv_op(channels, num_classes, 1) for _ in range(n_scales)) for _ in range(STEPS)
+        )
+
+
 class MSGANet(nn.Module):
     """Planned encoder + multi-scale self-guided attention head (see the module docstring).
 
@@ -127,9 +141,7 @@ class MSGANet(nn.Module):
         self.guided_attention = nn.ModuleList(
             nn.ModuleList(GuidedAttentionScale(plan, channels, kernel) for _ in range(n)) for _ in range(STEPS)
         )
-        self.heads = nn.ModuleList(
-            nn.ModuleList(conv_op(channels, num_classes, 1) for _ in range(n)) for _ in range(STEPS)
-        )
+        self.heads = ClassHeads(conv_op, channels, num_classes, n)
         self.attention_probes = nn.ModuleList(
             AttentionProbe(f"guided attention map A_s of step 1 at encoder level {level} ({channels} maps, "
                            f"unbounded: no sigmoid, as in the authors' code); summary: RMS over the maps, >= 0",
@@ -159,10 +171,10 @@ class MSGANet(nn.Module):
                 outputs.append(attention)
             step_outputs.append(outputs)
 
-        final_heads = [head(out) for head, out in zip(self.heads[1], step_outputs[1])]
+        final_heads = [head(out) for head, out in zip(self.heads.seg_layers[1], step_outputs[1])]
         if not self.training:
             return resize_linear(torch.stack(final_heads).mean(dim=0), x.shape[2:])
-        first_heads = [head(features) for head, features in zip(self.heads[0], scales)]
+        first_heads = [head(features) for head, features in zip(self.heads.seg_layers[0], scales)]
         n = len(scales)
         return MSGAOutputs(
             logits=tuple(resize_linear(logits, x.shape[2:]) for logits in first_heads + final_heads),

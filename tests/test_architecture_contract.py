@@ -33,10 +33,10 @@ ARCHITECTURES = {name: trainer.architecture_class for name, trainer in TRAINERS.
 DEEP_SUPERVISED = sorted(name for name, trainer in TRAINERS.items() if trainer.supports_deep_supervision)
 
 
-def build(name, kwargs, patch, deep_supervision, nnunet_init=True, seed=0):
+def build(name, kwargs, patch, deep_supervision, nnunet_init=True, seed=0, num_classes=NUM_CLASSES):
     torch.manual_seed(seed)
     deep_supervision = deep_supervision and TRAINERS[name].supports_deep_supervision
-    network = ARCHITECTURES[name](UNetPlan.from_arch_kwargs(kwargs, patch), INPUT_CHANNELS, NUM_CLASSES,
+    network = ARCHITECTURES[name](UNetPlan.from_arch_kwargs(kwargs, patch), INPUT_CHANNELS, num_classes,
                                   deep_supervision, **NARROW_ARCHITECTURE_KWARGS.get(name, {}))
     if nnunet_init:
         network.apply(network.initialize)

@@ -46,7 +46,7 @@ def test_acdc_topology_mca_on_e1_grid_with_the_official_widths(preset):
     assert depthwise_1[0].groups == e2 + e1 and pointwise_1[0].out_channels == e4
     assert depthwise_2[0].groups == e4 and pointwise_2[0].out_channels == e4
     assert (head.align[0].in_channels, head.align[0].out_channels) == (e4, e1)
-    assert head.dropout.p == 0.1 and head.classifier.in_channels == e1
+    assert head.dropout.p == 0.1 and head.seg_layers[0].in_channels == e1
     with torch.no_grad(), capture_attention_maps(network) as maps:
         output = network(torch.randn(1, plan.input_channels, *unet_plan.patch_size))
     assert list(output.shape) == [1, plan.num_classes, *unet_plan.patch_size]
@@ -60,7 +60,7 @@ def test_deeper_plan_stages_are_not_built():
 
 
 def test_forward_is_the_papers_head():
-    """resize(classifier(dropout(align(fuse(cat(MCA(squeeze(cat(E2..E4 resized to E1))), E1))))), patch)."""
+    """resize(seg_layers[0](dropout(align(fuse(cat(MCA(squeeze(cat(E2..E4 resized to E1))), E1))))), patch)."""
     kwargs, patch = make_plan(3, 6, anisotropic=True)
     torch.manual_seed(0)
     network = MCANet(UNetPlan.from_arch_kwargs(kwargs, patch), 2, 3).eval()
@@ -71,7 +71,7 @@ def test_forward_is_the_papers_head():
         head = network.head
         deep = torch.cat([resize_linear(e, e1.shape[2:]) for e in (e2, e3, e4)], dim=1)
         fused = head.align(head.fuse(torch.cat((head.cross_axis_attention(head.squeeze(deep)), e1), dim=1)))
-        expected = resize_linear(head.classifier(fused), patch)
+        expected = resize_linear(head.seg_layers[0](fused), patch)
         torch.testing.assert_close(network(image), expected)
 
 
