@@ -32,6 +32,7 @@ import SimpleITK as sitk
 import torch
 from acvl_utils.cropping_and_padding.bounding_boxes import insert_crop_into_image
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+from nnunetv2.utilities.label_handling.label_handling import convert_labelmap_to_one_hot
 from nnunetv2.utilities.utils import create_lists_from_splitted_dataset_folder
 from torch import nn
 
@@ -184,6 +185,29 @@ def check_model_folder(model_folder: Path, folds: Sequence[int | str], checkpoin
                          f"and folds whose training finished (or -chk checkpoint_best.pth)")
 
 
+def previous_stage_segmentations(predictor: nnUNetPredictor, cases: list[str],
+                                 prev_stage_predictions: str | os.PathLike | None) -> list[Path | None]:
+    """Per case the previous stage's segmentation file a cascade model needs (``None`` per case otherwise), as
+    ``nnUNetv2_predict -prev_stage_predictions`` finds them: ``<folder>/<case><file_ending>``. A ValueError says
+    what is missing."""
+    previous_stage = predictor.configuration_manager.previous_stage_name
+    if previous_stage is None:
+        if prev_stage_predictions is not None:
+            raise ValueError("-prev_stage_predictions was given, but this model is not a cascade stage (its "
+                             "configuration has no previous stage); leave it out")
+        return [None] * len(cases)
+    if prev_stage_predictions is None:
+        raise ValueError(f"this model is the cascade stage after {previous_stage}: its input includes the "
+                         f"segmentation of {previous_stage}. Predict the images with the {previous_stage} model "
+                         f"(nnUNetv2_predict -c {previous_stage}) and pass that folder with -prev_stage_predictions")
+    files = [Path(prev_stage_predictions) / f"{case}{predictor.dataset_json['file_ending']}" for case in cases]
+    missing = [file.name for file in files if not file.is_file()]
+    if missing:
+        raise ValueError(f"{prev_stage_predictions} lacks the {previous_stage} segmentation of {len(missing)} "
+                         f"case(s): {', '.join(missing[:5])}. Predict them with the {previous_stage} model first")
+    return files
+
+
 def export_attention_maps(
     model_folder: str | os.PathLike,
     folds: Sequence[int | str],
@@ -193,10 +217,13 @@ def export_attention_maps(
     slice_index: int | None = None,
     device: str = "cpu",
     use_mirroring: bool = True,
+    prev_stage_predictions: str | os.PathLike | None = None,
 ) -> list[Path]:
     """Write every attention map of every case in ``input_folder`` (nnU-Net naming, ``case_0000.nii.gz``);
     return the case folders. ``slice_index`` (overlay) indexes the first array axis of the image as read
-    (the slice axis of a 3D image); default: the middle slice."""
+    (the slice axis of a 3D image); default: the middle slice. A cascade stage (``3d_cascade_fullres``) needs
+    ``prev_stage_predictions``, the folder of the previous stage's segmentations: as nnU-Net's predictor does, each
+    is preprocessed with its image and appended as one-hot channels of the foreground labels."""
     check_model_folder(Path(model_folder), folds, checkpoint_name)
     device = torch.device(device)
     predictor = AttentionMapPredictor(
@@ -208,11 +235,12 @@ def export_attention_maps(
     cases = create_lists_from_splitted_dataset_folder(str(input_folder), file_ending)
     if not cases:
         raise ValueError(f"no images ending in {file_ending} with nnU-Net's channel suffix (_0000) in {input_folder}")
+    case_names = [os.path.basename(image_files[0])[: -len(file_ending) - len("_0000")] for image_files in cases]
+    segmentation_files = previous_stage_segmentations(predictor, case_names, prev_stage_predictions)
     reader = predictor.plans_manager.image_reader_writer_class()
     preprocessor = predictor.configuration_manager.preprocessor_class(verbose=False)
     written = []
-    for image_files in cases:
-        case = os.path.basename(image_files[0])[: -len(file_ending) - len("_0000")]
+    for image_files, case, segmentation_file in zip(cases, case_names, segmentation_files):
         image, properties = reader.read_images(image_files)
         if "sitk_stuff" not in properties:
             raise ValueError(f"attention maps are written with the image's SimpleITK geometry, but this dataset "
@@ -220,8 +248,14 @@ def export_attention_maps(
         index = image.shape[1] // 2 if slice_index is None else slice_index
         if not 0 <= index < image.shape[1]:
             raise ValueError(f"--slice {index} is outside case {case}, which has {image.shape[1]} slices")
-        data, _, properties = preprocessor.run_case_npy(image.copy(), None, properties, predictor.plans_manager,
-                                                        predictor.configuration_manager, predictor.dataset_json)
+        previous_stage = None if segmentation_file is None else reader.read_seg(str(segmentation_file))[0]
+        data, previous_stage, properties = preprocessor.run_case_npy(
+            image.copy(), previous_stage, properties, predictor.plans_manager, predictor.configuration_manager,
+            predictor.dataset_json)
+        if previous_stage is not None:
+            one_hot = convert_labelmap_to_one_hot(previous_stage[0], predictor.label_manager.foreground_labels,
+                                                  data.dtype)
+            data = np.vstack((data, one_hot))
         _, maps = predictor.predict_logits_and_maps(torch.from_numpy(data))
         maps = predictor.maps_in_image_geometry(maps, properties)
         case_folder = Path(output_folder) / case

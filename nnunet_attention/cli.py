@@ -82,6 +82,9 @@ def _add_attention_maps_parser(subparsers) -> None:
                         help="overlay slice: index along the image's first array axis (default: the middle)")
     parser.add_argument("--device", "-device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--disable_tta", action="store_true", help="no mirroring test-time augmentation")
+    parser.add_argument("-prev_stage_predictions", default=None,
+                        help="cascade models (3d_cascade_fullres) only: the folder of the previous stage's "
+                        "segmentations of these images, as for nnUNetv2_predict")
 
 
 def _run_attention_maps(args: argparse.Namespace) -> int:
@@ -92,6 +95,7 @@ def _run_attention_maps(args: argparse.Namespace) -> int:
     written = export_attention_maps(
         args.model_folder, folds, args.input, args.output, checkpoint_name=args.checkpoint,
         slice_index=args.slice, device=resolve_device(args.device), use_mirroring=not args.disable_tta,
+        prev_stage_predictions=args.prev_stage_predictions,
     )
     print(f"[nnunet-attention attention-maps] wrote the maps of {len(written)} case(s) to {args.output}")
     return 0

@@ -12,7 +12,7 @@ from nnunet_attention.trainers import TRAINERS
 from nnunetv2.training.loss.compound_losses import DC_and_BCE_loss
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from plan_factory import plan_from_layout
-from trainer_harness import dataset_json_for, harness_trainer_class, make_trainer, plans_for, training_batch
+from trainer_harness import cascade_plans_for, dataset_json_for, harness_trainer_class, make_trainer, plans_for, training_batch
 
 
 def isotropic(spatial_dims: int, n_stages: int) -> list[list[int]]:
@@ -113,3 +113,19 @@ def test_refused_plans_really_break_the_plain_unet(tmp_path, monkeypatch):
         trainer = make_trainer(nnUNetTrainer, plans, dataset_json_for(1, 2), tmp_path, monkeypatch)
         with pytest.raises((RuntimeError, ValueError), match=plain_unet_failure):
             trainer.train_step(training_batch(trainer, torch.Generator().manual_seed(0)))
+
+
+@pytest.mark.parametrize("trainer_name", sorted(TRAINERS))
+def test_cascade_stage_takes_the_previous_stages_one_hot_segmentation_as_input(trainer_name, tmp_path, monkeypatch):
+    """``3d_cascade_fullres``: nnU-Net appends the previous stage's segmentation, one-hot over the foreground
+    labels, to the image channels; the network takes them all, trains one step and predicts."""
+    strides, kernels, patch = EDGE_PLANS["3d-kernels-133-strides-122"][0][:4], threes(3, 4), [4, 32, 24]
+    input_channels, num_classes = 2, 4
+    plans = cascade_plans_for(plan_from_layout(strides, kernels), patch)
+    trainer = make_trainer(harness_trainer_class(TRAINERS[trainer_name]), plans,
+                           dataset_json_for(input_channels, num_classes), tmp_path, monkeypatch,
+                           configuration="3d_cascade_fullres")
+    assert trainer.is_cascaded and trainer.num_input_channels == input_channels + num_classes - 1
+    first_conv = next(m for m in trainer.network.modules() if isinstance(m, torch.nn.Conv3d))
+    assert first_conv.in_channels == input_channels + num_classes - 1
+    check_one_step_and_prediction(trainer, patch, num_classes)

@@ -382,3 +382,72 @@ def test_interrupted_training_continues_with_c_and_predicts_on_cpu(trainer_name,
         prediction = sitk.ReadImage(str(output / held_out.name.replace("_0000", "")))
         assert prediction.GetSize() == sitk.ReadImage(str(held_out)).GetSize()
         assert set(np.unique(sitk.GetArrayFromImage(prediction))) <= set(LABELS.values())
+
+
+#: nnU-Net's default planner plans a 3d_lowres stage and the cascade for the synthetic 3D dataset at this GPU
+#: memory target (GB): the 3d_fullres patch then covers less than a quarter of the median image
+CASCADE_MEMORY_TARGET = "0.015"
+CASCADE_PLANS = "nnUNetPlansCascade"
+#: (epochs, iterations) of each cascade stage
+CASCADE_SCHEDULE = (2, 4)
+
+
+def test_cascade_trains_predicts_and_shows_attention_maps_through_the_stock_commands(prepared_workdirs, tmp_path,
+                                                                                      monkeypatch, capsys):
+    """nnU-Net's planner plans 3d_lowres -> 3d_cascade_fullres; the reference trainer trains both stages with
+    ``nnUNetv2_train`` (fold ``all``, whose validation writes the lowres segmentation of every training case for
+    the next stage), ``nnUNetv2_predict`` runs the lowres model, then the cascade model with
+    ``-prev_stage_predictions``, and ``attention-maps`` runs on the cascade model with the same folder."""
+    configuration = "3d_fullres"
+    workdir, spec = prepared_workdirs(configuration), DEMO_DATASETS[configuration]
+    environment = nnunet_environment(workdir, "cpu")
+    log = tmp_path / "cascade.log"
+    run_nnunet_command(["nnUNetv2_plan_experiment", "-d", spec.dataset_id, "-gpu_memory_target", CASCADE_MEMORY_TARGET,
+                        "-overwrite_plans_name", CASCADE_PLANS], environment, log)
+    preprocessed = Path(environment["nnUNet_preprocessed"]) / spec.folder_name
+    plans = json.loads((preprocessed / f"{CASCADE_PLANS}.json").read_text())["configurations"]
+    assert plans["3d_lowres"]["next_stage"] == "3d_cascade_fullres"
+    assert plans["3d_cascade_fullres"]["previous_stage"] == "3d_lowres"
+    run_nnunet_command(["nnUNetv2_preprocess", "-d", spec.dataset_id, "-plans_name", CASCADE_PLANS,
+                        "-c", "3d_lowres", "3d_fullres", "-np", "2"], environment, log)
+
+    short_trainer = write_short_schedule_trainer(workdir / "trainers", TRAINERS[REFERENCE_TRAINER], *CASCADE_SCHEDULE)
+    environment = with_ext_trainer_folder(environment, workdir / "trainers")
+    results = Path(environment["nnUNet_results"]) / spec.folder_name
+    for stage in ("3d_lowres", "3d_cascade_fullres"):
+        run_nnunet_command(["nnUNetv2_train", spec.dataset_id, stage, "all", "-tr", short_trainer, "-p", CASCADE_PLANS,
+                            "-device", "cpu"], environment, log)
+        if stage == "3d_lowres":
+            next_stage = results / f"{short_trainer}__{CASCADE_PLANS}__3d_lowres" / "predicted_next_stage"
+            assert len(list((next_stage / "3d_cascade_fullres").glob("train_*"))) == spec.n_train
+
+    raw = Path(environment["nnUNet_raw"]) / spec.folder_name
+    lowres, cascade = tmp_path / "lowres", tmp_path / "cascade"
+    for stage, output, extra in [("3d_lowres", lowres, []),
+                                 ("3d_cascade_fullres", cascade, ["-prev_stage_predictions", lowres])]:
+        run_nnunet_command(predict_arguments(raw / "imagesTs", output, spec.dataset_id, stage, short_trainer, "all",
+                                             "cpu", "-p", CASCADE_PLANS, *extra), environment, log)
+    references = sorted((raw / "labelsTs").glob("*.nii.gz"))
+    assert sorted(p.name for p in cascade.glob("*.nii.gz")) == [r.name for r in references]
+    for reference in references:
+        predicted = sitk.ReadImage(str(cascade / reference.name))
+        assert predicted.GetSize() == sitk.ReadImage(str(reference)).GetSize()
+        assert set(np.unique(sitk.GetArrayFromImage(predicted))) <= set(LABELS.values())
+
+    monkeypatch.setenv("nnUNet_extTrainer", environment["nnUNet_extTrainer"])
+    model_folder = results / f"{short_trainer}__{CASCADE_PLANS}__3d_cascade_fullres"
+    images = tmp_path / "images"
+    images.mkdir()
+    first = sorted((raw / "imagesTs").glob("*_0000.nii.gz"))[0]
+    (images / first.name).symlink_to(first)
+    arguments = ["attention-maps", "-i", str(images), "-o", str(tmp_path / "maps"), "-m", str(model_folder),
+                 "-f", "all", "--device", "cpu", "--disable_tta"]
+    assert cli.main(arguments) == 2
+    assert "pass that folder with -prev_stage_predictions" in capsys.readouterr().err
+    assert cli.main([*arguments, "-prev_stage_predictions", str(lowres)]) == 0
+    case = first.name.replace("_0000.nii.gz", "")
+    index = json.loads((tmp_path / "maps" / case / "maps.json").read_text())
+    assert index
+    for name in index:
+        assert sitk.ReadImage(str(tmp_path / "maps" / case / f"{name}.nii.gz")).GetSize() == \
+            sitk.ReadImage(str(first)).GetSize()

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from plan_factory import NARROW_ARCHITECTURE_KWARGS
 
 DATASET_NAME = "Dataset990_Harness"
@@ -62,6 +63,20 @@ def plans_for(arch_kwargs: dict, patch: list[int], configuration: str = "harness
     }
 
 
+def cascade_plans_for(arch_kwargs: dict, patch: list[int]) -> dict:
+    """Plans with nnU-Net's cascade: ``3d_lowres`` (next stage ``3d_cascade_fullres``), ``3d_fullres`` and
+    ``3d_cascade_fullres``, which inherits ``3d_fullres`` and names ``3d_lowres`` its previous stage."""
+    plans = plans_for(arch_kwargs, patch, configuration="3d_fullres")
+    fullres = plans["configurations"]["3d_fullres"]
+    plans["configurations"] = {
+        "3d_lowres": {**copy.deepcopy(fullres), "data_identifier": "nnUNetPlans_3d_lowres",
+                      "next_stage": "3d_cascade_fullres"},
+        "3d_fullres": fullres,
+        "3d_cascade_fullres": {"inherits_from": "3d_fullres", "previous_stage": "3d_lowres"},
+    }
+    return plans
+
+
 def dataset_json_for(input_channels: int, num_classes: int, regions: bool = False) -> dict:
     """Labels ``0..num_classes-1``; with ``regions``, nnU-Net's region-based form: region ``i`` holds labels
     ``i..num_classes-1`` (nested regions as in BraTS), one sigmoid output per region."""
@@ -85,13 +100,14 @@ def harness_trainer_class(trainer_class: type[nnUNetTrainer]) -> type[nnUNetTrai
 
 
 def make_trainer(trainer_class: type[nnUNetTrainer], plans: dict, dataset_json: dict, root: Path, monkeypatch,
-                 initialize: bool = True) -> nnUNetTrainer:
+                 initialize: bool = True, configuration: str | None = None) -> nnUNetTrainer:
     """``trainer_class(plans, configuration, fold 0, dataset_json, cpu)`` with nnU-Net's folders under ``root``;
-    initialized (network, loss, optimizer) unless ``initialize`` is False."""
+    initialized (network, loss, optimizer) unless ``initialize`` is False. ``configuration``: by default the plans'
+    first."""
     for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         monkeypatch.setenv(variable, str(root / variable))
-    configuration = next(iter(plans["configurations"]))
-    data_identifier = plans["configurations"][configuration]["data_identifier"]
+    configuration = configuration or next(iter(plans["configurations"]))
+    data_identifier = PlansManager(plans).get_configuration(configuration).data_identifier
     data_folder = root / "nnUNet_preprocessed" / DATASET_NAME / data_identifier
     data_folder.mkdir(parents=True, exist_ok=True)
     (data_folder / "case.b2nd").touch()  # nnU-Net picks its dataset class from the preprocessed files' ending
