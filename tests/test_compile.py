@@ -70,7 +70,11 @@ def test_compiled_training_step_is_one_graph_and_equals_eager(trainer_name, plan
         disable_dropout(network)  # inductor draws dropout masks from its own generator; aot_eager from eager's
     torch._dynamo.reset()
     compiled = torch.compile(network, backend=backend, fullgraph=True)
-    eager_outputs, eager_loss, eager_gradients = training_step(network, network, image, target)
+    # against inductor, eager runs PyTorch's own CPU kernels: oneDNN's float32 Conv3d weight gradient is off by up
+    # to 3% on some CPUs (seen with avx512_bf16 on MCANet's first conv, where float64 and inductor agree to 2e-4);
+    # aot_eager runs the very kernels eager runs
+    with torch.backends.mkldnn.flags(enabled=backend != "inductor"):
+        eager_outputs, eager_loss, eager_gradients = training_step(network, network, image, target)
     compiled_outputs, compiled_loss, compiled_gradients = training_step(compiled, network, image, target)
     assert len(compiled_outputs) == len(eager_outputs)
     for index, (actual, expected) in enumerate(zip(compiled_outputs, eager_outputs)):

@@ -12,7 +12,14 @@ from nnunet_attention.trainers import TRAINERS
 from nnunetv2.training.loss.compound_losses import DC_and_BCE_loss
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from plan_factory import plan_from_layout
-from trainer_harness import cascade_plans_for, dataset_json_for, harness_trainer_class, make_trainer, plans_for, training_batch
+from trainer_harness import (
+    cascade_plans_for,
+    dataset_json_for,
+    harness_trainer_class,
+    make_trainer,
+    plans_for,
+    training_batch,
+)
 
 
 def isotropic(spatial_dims: int, n_stages: int) -> list[list[int]]:

@@ -451,3 +451,65 @@ def test_cascade_trains_predicts_and_shows_attention_maps_through_the_stock_comm
     for name in index:
         assert sitk.ReadImage(str(tmp_path / "maps" / case / f"{name}.nii.gz")).GetSize() == \
             sitk.ReadImage(str(first)).GetSize()
+
+
+#: the fine-tuning target: the 2d demo dataset with the cuboid merged into the ellipsoid (3 classes instead of 4)
+FINE_TUNING_DATASET = DEMO_DATASETS["2d"].dataset_id + 2
+MERGED_LABELS = {"background": 0, "ellipsoid": 1, "inclusion": 2}
+
+
+@pytest.fixture(scope="module")
+def fine_tuning_workdir(prepared_workdirs):
+    """The 2d workdir with a second dataset of another class count, prepared as nnU-Net's fine-tuning guide says:
+    fingerprint, the source dataset's plans moved to it, preprocessed with them."""
+    workdir, spec = prepared_workdirs("2d"), DEMO_DATASETS["2d"]
+    environment = nnunet_environment(workdir, "cpu")
+    source = Path(environment["nnUNet_raw"]) / spec.folder_name
+    target = Path(environment["nnUNet_raw"]) / f"Dataset{FINE_TUNING_DATASET:03d}_SynthMerged"
+    (target / "imagesTr").mkdir(parents=True)
+    (target / "labelsTr").mkdir()
+    for image in (source / "imagesTr").iterdir():
+        (target / "imagesTr" / image.name).symlink_to(image)
+    for label_file in (source / "labelsTr").iterdir():
+        label = sitk.ReadImage(str(label_file))
+        merged = sitk.GetImageFromArray(np.where(sitk.GetArrayFromImage(label) == 3, 1, sitk.GetArrayFromImage(label)))
+        merged.CopyInformation(label)
+        sitk.WriteImage(merged, str(target / "labelsTr" / label_file.name))
+    dataset_json = json.loads((source / "dataset.json").read_text())
+    (target / "dataset.json").write_text(json.dumps({**dataset_json, "labels": MERGED_LABELS}))
+    log = workdir / "fine_tuning.log"
+    run_nnunet_command(["nnUNetv2_extract_fingerprint", "-d", FINE_TUNING_DATASET, "-np", "2"], environment, log)
+    run_nnunet_command(["nnUNetv2_move_plans_between_datasets", "-s", spec.dataset_id, "-t", FINE_TUNING_DATASET,
+                        "-sp", "nnUNetPlans", "-tp", "nnUNetPlans"], environment, log)
+    # nnUNetv2_preprocess reads the dataset.json beside the plans, which only the planner copies there
+    preprocessed = Path(environment["nnUNet_preprocessed"]) / target.name
+    (preprocessed / "dataset.json").write_text((target / "dataset.json").read_text())
+    run_nnunet_command(["nnUNetv2_preprocess", "-d", FINE_TUNING_DATASET, "-c", "2d", "-np", "2"], environment, log)
+    return workdir
+
+
+@pytest.mark.parametrize("trainer_name", sorted(TRAINERS))
+def test_fine_tunes_from_its_checkpoint_on_a_dataset_with_other_classes(trainer_name, fine_tuning_workdir, tmp_path):
+    """``nnUNetv2_train -pretrained_weights`` from the trainer's own checkpoint on the 4-class dataset to the
+    3-class one: it starts from every pretrained weight but the class heads (one short step later the weights are
+    still within 5% of the pretrained ones, where a fresh network would differ by about their norm), and its class
+    heads give 3 outputs."""
+    workdir = fine_tuning_workdir
+    environment, source_trainer = trained_short_schedule(trainer_name, "2d", workdir)
+    source_checkpoint = model_folder_of(environment, "2d", source_trainer) / "fold_0" / "checkpoint_final.pth"
+    fine_tuner = write_short_schedule_trainer(workdir / "trainers", TRAINERS[trainer_name], 1, 2,
+                                              architecture_kwargs=NARROW_ARCHITECTURE_KWARGS.get(trainer_name))
+    log = tmp_path / "fine_tuning.log"
+    run_nnunet_command(["nnUNetv2_train", FINE_TUNING_DATASET, "2d", "0", "-tr", fine_tuner, "-device", "cpu",
+                        "-pretrained_weights", source_checkpoint], environment, log)
+    assert f"Loading pretrained weights from file  {source_checkpoint}" in log.read_text()
+    results = Path(environment["nnUNet_results"]) / f"Dataset{FINE_TUNING_DATASET:03d}_SynthMerged"
+    tuned = torch.load(results / f"{fine_tuner}__nnUNetPlans__2d" / "fold_0" / "checkpoint_final.pth",
+                       map_location="cpu", weights_only=False)["network_weights"]
+    pretrained = torch.load(source_checkpoint, map_location="cpu", weights_only=False)["network_weights"]
+    heads = [key for key in tuned if ".seg_layers." in key]
+    assert heads and all(tuned[key].shape[0] == len(MERGED_LABELS) for key in heads)
+    transferred = [key for key in tuned if key not in heads and tuned[key].is_floating_point()]
+    assert all(tuned[key].shape == pretrained[key].shape for key in transferred)
+    difference = torch.cat([(tuned[key] - pretrained[key]).flatten() for key in transferred]).norm()
+    assert difference < 0.05 * torch.cat([pretrained[key].flatten() for key in transferred]).norm()
