@@ -1,7 +1,9 @@
 """Multi-GPU readiness: nnU-Net's ``-num_gpus`` wraps the network in DistributedDataParallel without
-``find_unused_parameters``, so every parameter must take part in every step. Checked on CPU with gloo and
-2 processes for every registered trainer, deep supervision on: two steps run (DDP raises on the second
-if a parameter went unused in the first) and the averaged gradients equal one process's on the full batch.
+``find_unused_parameters``, so every parameter must take part in every step, and builds its loss for DDP (Dice
+statistics all-gathered over the processes for the batch Dice). Checked on CPU with gloo for every registered
+trainer with the trainer's own loss, deep supervision on: two steps run (DDP raises on the second if a parameter
+went unused in the first), and the gradients of 2 processes with half the batch each equal those of 1 process
+with the whole batch (same code path, world size 1).
 """
 
 import tempfile
@@ -10,24 +12,28 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from distributed_steps import CASES, WORLD_SIZE, case_network_and_batch, ddp_worker, gradients
-from test_architecture_contract import training_loss
+from distributed_steps import CASES, ddp_worker
 
 
 @pytest.fixture(scope="module")
 def ddp_gradients():
-    """Rank 0's gradients after the DDP steps, per case (one pair of processes runs every case)."""
+    """Rank 0's gradients after the DDP steps, per world size and case."""
     with tempfile.TemporaryDirectory() as folder:
-        mp.spawn(ddp_worker, args=(str(Path(folder) / "rendezvous"), folder), nprocs=WORLD_SIZE, join=True)
-        yield [torch.load(Path(folder) / f"{index}.pt") for index in range(len(CASES))]
+        for world_size in (1, 2):
+            rendezvous = str(Path(folder) / f"rendezvous_{world_size}")
+            mp.spawn(ddp_worker, args=(world_size, rendezvous, folder), nprocs=world_size, join=True)
+        yield {world_size: [torch.load(Path(folder) / f"{world_size}_{index}.pt") for index in range(len(CASES))]
+               for world_size in (1, 2)}
 
 
 @pytest.mark.parametrize("index", range(len(CASES)), ids=[f"{c[0]}-{c[1]}d" for c in CASES])
-def test_ddp_gradients_equal_a_single_process_step_on_the_full_batch(index, ddp_gradients):
-    network, image, target = case_network_and_batch(*CASES[index])
-    training_loss(network(image), target).backward()
-    expected = gradients(network)
-    assert list(ddp_gradients[index]) == list(expected)
-    for name, gradient in expected.items():
-        torch.testing.assert_close(ddp_gradients[index][name], gradient, rtol=1e-9, atol=1e-12,
+def test_ddp_gradients_with_the_trainers_loss_equal_one_process_on_the_full_batch(index, ddp_gradients):
+    split, whole = ddp_gradients[2][index], ddp_gradients[1][index]
+    assert list(split) == list(whole)
+    largest = max(float(gradient.abs().max()) for gradient in whole.values())
+    assert largest > 0
+    # float64; the batch Dice's statistics are sums over the whole batch in a different order (measured: at most
+    # 7e-10 absolute on gradients of magnitude 1e-3, where leaving out the all-gather changes them by percents)
+    for name, gradient in whole.items():
+        torch.testing.assert_close(split[name], gradient, rtol=1e-4, atol=1e-7 * largest,
                                    msg=lambda message, name=name: f"{name}: {message}")

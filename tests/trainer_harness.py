@@ -106,16 +106,23 @@ def make_trainer(trainer_class: type[nnUNetTrainer], plans: dict, dataset_json: 
     first."""
     for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         monkeypatch.setenv(variable, str(root / variable))
+    trainer = construct_trainer(trainer_class, plans, dataset_json, root, configuration)
+    if initialize:
+        trainer.initialize()
+    return trainer
+
+
+def construct_trainer(trainer_class: type[nnUNetTrainer], plans: dict, dataset_json: dict, root: Path,
+                      configuration: str | None = None) -> nnUNetTrainer:
+    """``trainer_class(plans, configuration, fold 0, dataset_json, cpu)``, not initialized, with a preprocessed
+    folder under ``root`` for nnU-Net to find its dataset class in."""
     configuration = configuration or next(iter(plans["configurations"]))
     data_identifier = PlansManager(plans).get_configuration(configuration).data_identifier
     data_folder = root / "nnUNet_preprocessed" / DATASET_NAME / data_identifier
     data_folder.mkdir(parents=True, exist_ok=True)
     (data_folder / "case.b2nd").touch()  # nnU-Net picks its dataset class from the preprocessed files' ending
-    trainer = trainer_class({**copy.deepcopy(plans), "continue_training": False}, configuration, 0, dataset_json,
-                            torch.device("cpu"))
-    if initialize:
-        trainer.initialize()
-    return trainer
+    return trainer_class({**copy.deepcopy(plans), "continue_training": False}, configuration, 0, dataset_json,
+                         torch.device("cpu"))
 
 
 def training_batch(trainer: nnUNetTrainer, generator: torch.Generator, intensity: float = 1.0) -> dict:
