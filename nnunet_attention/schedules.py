@@ -12,6 +12,9 @@ from pathlib import Path
 
 _TEMPLATE = '''"""{base} on a short schedule ({epochs} epochs x {iterations} iterations), by nnunet-attention."""
 
+import random
+
+import numpy
 import torch
 from {module} import {base}
 
@@ -22,8 +25,15 @@ class {name}({base}):{class_attributes}
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_epochs = {epochs}
         self.num_iterations_per_epoch = {iterations}
-        self.num_val_iterations_per_epoch = {val_iterations}
+        self.num_val_iterations_per_epoch = {val_iterations}{seeding}
 '''
+
+#: seeds every generator a CPU run draws from: the network's initialisation (built after __init__), and with
+#: nnUNet_n_proc_DA=0 the sampling and augmentation, which then run in the training process
+_SEEDING = """
+        random.seed({seed})
+        numpy.random.seed({seed})
+        torch.manual_seed({seed})"""
 
 
 def short_schedule_name(base_trainer: str, epochs: int, iterations: int) -> str:
@@ -37,15 +47,19 @@ def write_short_schedule_trainer(
     iterations: int,
     val_iterations: int | None = None,
     architecture_kwargs: dict | None = None,
+    seed: int | None = None,
 ) -> str:
     """Write ``<base>_<E>epochs_<I>iters`` (a subclass of ``base_trainer``) into ``folder``; return its name.
 
     ``architecture_kwargs`` (literals only) are merged over the base trainer's, e.g. a narrower network for a
-    CPU smoke run; the name then ends in ``_custom``.
+    CPU smoke run; the name then ends in ``_custom``. ``seed`` seeds Python's, NumPy's and PyTorch's generators
+    when the trainer is created: a CPU run with ``nnUNet_n_proc_DA=0`` is then repeatable on one machine (the name
+    ends in ``_seed<N>``).
     """
     if epochs < 1 or iterations < 1:
         raise ValueError(f"epochs and iterations must be at least 1, got {epochs} and {iterations}")
     name = short_schedule_name(base_trainer.__name__, epochs, iterations) + ("_custom" if architecture_kwargs else "")
+    name += "" if seed is None else f"_seed{seed}"
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     source = _TEMPLATE.format(
@@ -56,6 +70,7 @@ def write_short_schedule_trainer(
         epochs=epochs,
         iterations=iterations,
         val_iterations=val_iterations if val_iterations is not None else max(1, iterations // 2),
+        seeding="" if seed is None else _SEEDING.format(seed=seed),
     )
     (folder / f"{name}.py").write_text(source)
     return name

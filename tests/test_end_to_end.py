@@ -29,6 +29,7 @@ from nnunet_attention.trainers import TRAINERS
 from nnunetv2.evaluation.evaluate_predictions import compute_metrics
 from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from plan_factory import NARROW_ARCHITECTURE_KWARGS
@@ -71,8 +72,12 @@ def schedule_of(trainer_name: str, configuration: str) -> tuple[int, int, float]
     """(epochs, iterations, bar) with which ``trainer_name`` learns ``configuration`` in these tests."""
     epochs, iterations, bar = SCHEDULES[configuration]
     return (*LONGER_SCHEDULES.get((trainer_name, configuration), (epochs, iterations)), bar)
-#: (epochs, iterations) of the 3d_fullres runs that check the pipeline rather than learning
+#: (epochs, iterations) of the short 3d_fullres runs, and by how much their held-out Dice must exceed their
+#: untrained network's
 PIPELINE_SCHEDULE = (2, 4)
+PIPELINE_MARGIN = 0.05
+#: every end-to-end run is seeded (see write_short_schedule_trainer): its Dice repeats on one machine
+SEED = 0
 #: the trainer that also goes through the demo command and every other stock command, and learns in 3D
 REFERENCE_TRAINER = "nnUNetTrainerAttentionUNet"
 
@@ -121,7 +126,8 @@ def cpu_predictor() -> nnUNetPredictor:
 def train(trainer_name: str, configuration: str, epochs: int, iterations: int, workdir: Path) -> tuple[dict, str]:
     """``nnUNetv2_train`` of a short-schedule subclass of ``trainer_name`` on fold 0; (environment, its name)."""
     short_trainer = write_short_schedule_trainer(workdir / "trainers", TRAINERS[trainer_name], epochs, iterations,
-                                                 architecture_kwargs=NARROW_ARCHITECTURE_KWARGS.get(trainer_name))
+                                                 architecture_kwargs=NARROW_ARCHITECTURE_KWARGS.get(trainer_name),
+                                                 seed=SEED)
     environment = with_ext_trainer_folder(nnunet_environment(workdir, "cpu"), workdir / "trainers")
     spec = DEMO_DATASETS[configuration]
     run_nnunet_command(["nnUNetv2_train", spec.dataset_id, configuration, "0", "-tr", short_trainer, "-device", "cpu"],
@@ -150,18 +156,26 @@ def test_trained_model_clears_the_bar(trainer_name, configuration, prepared_work
     environment, short_trainer = train(trainer_name, configuration, epochs, iterations, workdir)
     predictor = predictor_from_model_folder(environment, configuration, short_trainer, monkeypatch)
     raw_dataset = workdir / "nnUNet_raw" / DEMO_DATASETS[configuration].folder_name
-    assert held_out_dice(predictor, raw_dataset, workdir / "predictions" / short_trainer) > bar
+    trained = held_out_dice(predictor, raw_dataset, workdir / "predictions" / short_trainer)
+    untrained = untrained_dice(workdir, configuration, recursive_find_trainer_class_by_name(short_trainer))
+    print(f"DICE {trainer_name} {configuration} trained {trained:.3f} untrained {untrained:.3f}")
+    assert untrained < bar < trained, f"untrained {untrained:.3f}, bar {bar}, trained {trained:.3f}"
 
 
 @pytest.mark.parametrize("trainer_name,configuration", PIPELINE_CASES)
-def test_pipeline_writes_valid_segmentations(trainer_name, configuration, prepared_workdirs, monkeypatch):
+def test_3d_training_beats_its_untrained_network_and_writes_valid_segmentations(trainer_name, configuration,
+                                                                                prepared_workdirs, monkeypatch):
+    """A short 3D run: its held-out Dice exceeds its own untrained network's on the same cases by a margin, and
+    every prediction is a valid segmentation (the image's geometry, only the dataset's labels)."""
     workdir = prepared_workdirs(configuration)
     environment, short_trainer = train(trainer_name, configuration, *PIPELINE_SCHEDULE, workdir)
     predictor = predictor_from_model_folder(environment, configuration, short_trainer, monkeypatch)
     raw_dataset = workdir / "nnUNet_raw" / DEMO_DATASETS[configuration].folder_name
     output = workdir / "predictions" / short_trainer
-    output.mkdir(parents=True)
-    predictor.predict_from_files_sequential(str(raw_dataset / "imagesTs"), str(output), overwrite=True)
+    trained = held_out_dice(predictor, raw_dataset, output)
+    untrained = untrained_dice(workdir, configuration, recursive_find_trainer_class_by_name(short_trainer))
+    print(f"DICE {trainer_name} {configuration} trained {trained:.3f} untrained {untrained:.3f}")
+    assert trained > untrained + PIPELINE_MARGIN, f"trained {trained:.3f}, untrained {untrained:.3f}"
     references = sorted((raw_dataset / "labelsTs").glob("*.nii.gz"))
     assert sorted(p.name for p in output.glob("*.nii.gz")) == [r.name for r in references]
     for reference in references:
@@ -179,6 +193,7 @@ def untrained_dice(workdir: Path, configuration: str, trainer_class: type) -> fl
     plans_manager = PlansManager(str(preprocessed / "nnUNetPlans.json"))
     configuration_manager = plans_manager.get_configuration(configuration)
     dataset_json = json.loads((preprocessed / "dataset.json").read_text())
+    torch.manual_seed(SEED)
     network = trainer_class.build_network_architecture(
         plans_manager,
         configuration_manager,
@@ -190,7 +205,7 @@ def untrained_dice(workdir: Path, configuration: str, trainer_class: type) -> fl
     predictor.manual_initialization(network, plans_manager, configuration_manager, [network.state_dict()],
                                     dataset_json, trainer_class.__name__, None)
     raw_dataset = workdir / "nnUNet_raw" / spec.folder_name
-    return held_out_dice(predictor, raw_dataset, workdir / "predictions" / "untrained")
+    return held_out_dice(predictor, raw_dataset, workdir / "predictions" / f"untrained_{trainer_class.__name__}")
 
 
 def run_demo_command(trainer: str, configuration: str, epochs: int, iterations: int, workdir: Path) -> float:
@@ -207,7 +222,7 @@ def run_demo_command(trainer: str, configuration: str, epochs: int, iterations: 
 
 def test_reference_trainer_through_the_demo_and_every_stock_command(prepared_workdirs, tmp_path):
     """Demo (train, predict, evaluate), then predict from the model folder, ensemble, evaluate, find the best
-    configuration; an untrained network stays below the bar the trained one clears."""
+    configuration among two trainers; an untrained network stays below the bar the trained one clears."""
     trainer_name, configuration = REFERENCE_TRAINER, "2d"
     workdir = prepared_workdirs(configuration)
     epochs, iterations, bar = schedule_of(trainer_name, configuration)
@@ -233,10 +248,23 @@ def test_reference_trainer_through_the_demo_and_every_stock_command(prepared_wor
     evaluation = evaluate_arguments(raw / "labelsTs", tmp_path / "ensemble", model_folder / "plans.json", summary)
     run_nnunet_command(evaluation, environment, log)
     assert json.loads(summary.read_text())["foreground_mean"]["Dice"] > bar
-    run_nnunet_command(["nnUNetv2_find_best_configuration", spec.dataset_id, "-c", configuration, "-tr", short_trainer,
-                        "-f", "0", "-np", "1"], environment, log)
+    # two trainers: every candidate (each model and their ensemble) is scored, the best one is picked
+    _, other_trainer = trained_short_schedule("nnUNetTrainerNonLocalUNet", configuration, workdir)
+    run_nnunet_command(["nnUNetv2_find_best_configuration", spec.dataset_id, "-c", configuration,
+                        "-tr", short_trainer, other_trainer, "-f", "0", "-np", "1"], environment, log)
     inference_information = json.loads((model_folder.parent / "inference_information.json").read_text())
-    assert inference_information["best_model_or_ensemble"]["selected_model_or_models"][0]["trainer"] == short_trainer
+    scores = inference_information["all_results"]
+    models = [f"{trainer}__nnUNetPlans__{configuration}" for trainer in (short_trainer, other_trainer)]
+    assert len(scores) == 3 and all(model in scores for model in models)  # the two models and their ensemble
+    for model in models:  # one fold: a model's cross-validation score is its fold's validation Dice
+        validation = json.loads((model_folder.parent / model / "fold_0" / "validation" / "summary.json").read_text())
+        assert scores[model] == pytest.approx(validation["foreground_mean"]["Dice"])
+    best = inference_information["best_model_or_ensemble"]
+    assert best["result_on_crossval_pre_pp"] == max(scores.values())
+    best_key = max(scores, key=scores.get)
+    selected = [f"{m['trainer']}__{m['plans']}__{m['configuration']}" for m in best["selected_model_or_models"]]
+    expected = [best_key] if best_key in models else models  # else the ensemble of both
+    assert sorted(selected) == sorted(expected)
 
 
 def trained_short_schedule(trainer_name: str, configuration: str, workdir: Path) -> tuple[dict, str]:
@@ -271,12 +299,15 @@ def test_attention_maps_have_the_image_geometry_and_their_documented_range(
     trainer_name, configuration, prepared_workdirs, monkeypatch, tmp_path
 ):
     """``nnunet-attention attention-maps`` on a briefly trained model: per map a NIfTI in the input's geometry
-    with values in the range maps.json documents (up to fp16 stitching), an overlay PNG, and PNGs in 2D."""
+    with values in the range maps.json documents (up to fp16 stitching), an overlay PNG, and PNGs in 2D; the maps
+    of the moved copy are those of the original image (nnU-Net reads the same array from both)."""
     workdir = prepared_workdirs(configuration)
     environment, short_trainer = trained_short_schedule(trainer_name, configuration, workdir)
     monkeypatch.setenv("nnUNet_extTrainer", environment["nnUNet_extTrainer"])
     raw_dataset = workdir / "nnUNet_raw" / DEMO_DATASETS[configuration].folder_name
     image = held_out_case_with_moved_geometry(raw_dataset, tmp_path / "images")
+    original = sorted((raw_dataset / "imagesTs").glob("*_0000.nii.gz"))[0]
+    (tmp_path / "images" / original.name).symlink_to(original)
     model_folder = model_folder_of(environment, configuration, short_trainer)
     arguments = ["attention-maps", "-i", str(tmp_path / "images"), "-o", str(tmp_path / "maps"),
                  "-m", str(model_folder), "-f", "0", "--device", "cpu"]
@@ -291,6 +322,9 @@ def test_attention_maps_have_the_image_geometry_and_their_documented_range(
         assert np.allclose(written.GetOrigin(), image.GetOrigin())
         assert np.allclose(written.GetDirection(), image.GetDirection())
         values = sitk.GetArrayFromImage(written)
+        case = original.name.replace("_0000.nii.gz", "")
+        original_values = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "maps" / case / f"{name}.nii.gz")))
+        np.testing.assert_array_equal(values, original_values, err_msg=name)
         low, high = entry["value_range"]
         tolerance = 2e-3 * max(1.0, float(np.abs(values).max()))
         assert np.isfinite(values).all() and values.min() >= low - tolerance, name
@@ -411,7 +445,8 @@ def test_cascade_trains_predicts_and_shows_attention_maps_through_the_stock_comm
     run_nnunet_command(["nnUNetv2_preprocess", "-d", spec.dataset_id, "-plans_name", CASCADE_PLANS,
                         "-c", "3d_lowres", "3d_fullres", "-np", "2"], environment, log)
 
-    short_trainer = write_short_schedule_trainer(workdir / "trainers", TRAINERS[REFERENCE_TRAINER], *CASCADE_SCHEDULE)
+    short_trainer = write_short_schedule_trainer(workdir / "trainers", TRAINERS[REFERENCE_TRAINER], *CASCADE_SCHEDULE,
+                                                 seed=SEED)
     environment = with_ext_trainer_folder(environment, workdir / "trainers")
     results = Path(environment["nnUNet_results"]) / spec.folder_name
     for stage in ("3d_lowres", "3d_cascade_fullres"):
@@ -498,7 +533,8 @@ def test_fine_tunes_from_its_checkpoint_on_a_dataset_with_other_classes(trainer_
     environment, source_trainer = trained_short_schedule(trainer_name, "2d", workdir)
     source_checkpoint = model_folder_of(environment, "2d", source_trainer) / "fold_0" / "checkpoint_final.pth"
     fine_tuner = write_short_schedule_trainer(workdir / "trainers", TRAINERS[trainer_name], 1, 2,
-                                              architecture_kwargs=NARROW_ARCHITECTURE_KWARGS.get(trainer_name))
+                                              architecture_kwargs=NARROW_ARCHITECTURE_KWARGS.get(trainer_name),
+                                              seed=SEED)
     log = tmp_path / "fine_tuning.log"
     run_nnunet_command(["nnUNetv2_train", FINE_TUNING_DATASET, "2d", "0", "-tr", fine_tuner, "-device", "cpu",
                         "-pretrained_weights", source_checkpoint], environment, log)

@@ -100,21 +100,21 @@ def harness_trainer_class(trainer_class: type[nnUNetTrainer]) -> type[nnUNetTrai
 
 
 def make_trainer(trainer_class: type[nnUNetTrainer], plans: dict, dataset_json: dict, root: Path, monkeypatch,
-                 initialize: bool = True, configuration: str | None = None) -> nnUNetTrainer:
-    """``trainer_class(plans, configuration, fold 0, dataset_json, cpu)`` with nnU-Net's folders under ``root``;
+                 initialize: bool = True, configuration: str | None = None, device: str = "cpu") -> nnUNetTrainer:
+    """``trainer_class(plans, configuration, fold 0, dataset_json, device)`` with nnU-Net's folders under ``root``;
     initialized (network, loss, optimizer) unless ``initialize`` is False. ``configuration``: by default the plans'
     first."""
     for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         monkeypatch.setenv(variable, str(root / variable))
-    trainer = construct_trainer(trainer_class, plans, dataset_json, root, configuration)
+    trainer = construct_trainer(trainer_class, plans, dataset_json, root, configuration, device)
     if initialize:
         trainer.initialize()
     return trainer
 
 
 def construct_trainer(trainer_class: type[nnUNetTrainer], plans: dict, dataset_json: dict, root: Path,
-                      configuration: str | None = None) -> nnUNetTrainer:
-    """``trainer_class(plans, configuration, fold 0, dataset_json, cpu)``, not initialized, with a preprocessed
+                      configuration: str | None = None, device: str = "cpu") -> nnUNetTrainer:
+    """``trainer_class(plans, configuration, fold 0, dataset_json, device)``, not initialized, with a preprocessed
     folder under ``root`` for nnU-Net to find its dataset class in."""
     configuration = configuration or next(iter(plans["configurations"]))
     data_identifier = PlansManager(plans).get_configuration(configuration).data_identifier
@@ -122,7 +122,7 @@ def construct_trainer(trainer_class: type[nnUNetTrainer], plans: dict, dataset_j
     data_folder.mkdir(parents=True, exist_ok=True)
     (data_folder / "case.b2nd").touch()  # nnU-Net picks its dataset class from the preprocessed files' ending
     return trainer_class({**copy.deepcopy(plans), "continue_training": False}, configuration, 0, dataset_json,
-                         torch.device("cpu"))
+                         torch.device(device))
 
 
 def training_batch(trainer: nnUNetTrainer, generator: torch.Generator, intensity: float = 1.0) -> dict:
