@@ -4,15 +4,15 @@ Per configuration one synthetic dataset is generated and planned + preprocessed 
 trainer trains on it with the stock ``nnUNetv2_train`` (a short-schedule subclass, in a subprocess), and its
 model folder is loaded by nnU-Net's predictor (what ``nnUNetv2_predict`` runs) to segment the held-out cases.
 
-- 2d, every trainer: the held-out Dice (nnU-Net's metrics) must clear a bar that an untrained network
-  cannot reach (checked on the same cases).
-- 3d_fullres: the reference trainer clears its bar; the others train briefly and must write a valid
-  segmentation of every held-out case (the image's geometry, only the dataset's
-  labels). Learning 3D takes minutes per trainer on 2 CPU cores; the 3D blocks are checked against their
-  references in unit tests.
+- 2d and 3d_fullres, every trainer, seeded: valid segmentations of the held-out cases whose Dice (nnU-Net's
+  metrics) clears a bar that the same network untrained stays below on the same cases.
 - The reference trainer also runs ``nnunet-attention demo`` and every other stock command that reads a
-  model folder or its predictions.
-- ``nnunet-attention attention-maps`` on each of these models writes every map in the image's geometry.
+  model folder or its predictions (``nnUNetv2_find_best_configuration`` over two trainers), and trains and
+  predicts nnU-Net's cascade (3d_lowres -> 3d_cascade_fullres).
+- ``nnunet-attention attention-maps`` on each of these models writes every map in the image's geometry, the
+  same maps for a moved copy of the image.
+- Every trainer fine-tunes with ``-pretrained_weights`` from its 2d model to a dataset with another class count,
+  and continues an interrupted run with ``--c``.
 """
 
 import json
@@ -54,7 +54,9 @@ from nnunet_attention.synth import LABELS
 pytestmark = pytest.mark.e2e
 
 #: (epochs, iterations per epoch, held-out mean foreground Dice bar) per configuration, measured on 2 CPU
-#: cores (figures in the issue notes); an untrained network scores below the bar on the same cases.
+#: cores (figures in the issue notes); an untrained network scores below the bar on the same cases. Seeded runs on
+#: one CPU (issue 15): 2d trained 0.82 (MSGA) - 0.95, untrained 0.07-0.14; 3d_fullres trained 0.66 (MSGA) - 0.87,
+#: untrained 0.04-0.09.
 SCHEDULES = {"2d": (10, 16, 0.6), "3d_fullres": (8, 10, 0.4)}
 #: (epochs, iterations) for trainers that need longer than their configuration's schedule to clear its bar.
 #: Held-out Dice in 2d, measured on 2 CPU cores. 5 x 16 was the 2d default until a CI machine (AMD EPYC) failed
@@ -72,10 +74,6 @@ def schedule_of(trainer_name: str, configuration: str) -> tuple[int, int, float]
     """(epochs, iterations, bar) with which ``trainer_name`` learns ``configuration`` in these tests."""
     epochs, iterations, bar = SCHEDULES[configuration]
     return (*LONGER_SCHEDULES.get((trainer_name, configuration), (epochs, iterations)), bar)
-#: (epochs, iterations) of the short 3d_fullres runs, and by how much their held-out Dice must exceed their
-#: untrained network's
-PIPELINE_SCHEDULE = (2, 4)
-PIPELINE_MARGIN = 0.05
 #: every end-to-end run is seeded (see write_short_schedule_trainer): its Dice repeats on one machine
 SEED = 0
 #: the trainer that also goes through the demo command and every other stock command, and learns in 3D
@@ -144,38 +142,25 @@ def predictor_from_model_folder(environment: dict, configuration: str, short_tra
     return predictor
 
 
-LEARNING_CASES = [(t, "2d") for t in sorted(TRAINERS) if t != REFERENCE_TRAINER]
-LEARNING_CASES += [(REFERENCE_TRAINER, "3d_fullres")]
-PIPELINE_CASES = [(t, "3d_fullres") for t in sorted(TRAINERS) if t != REFERENCE_TRAINER]
+#: every trainer in 2d and 3d_fullres; the reference trainer's 2d run is the demo's
+LEARNING_CASES = [(t, c) for c in ("2d", "3d_fullres") for t in sorted(TRAINERS) if (t, c) != (REFERENCE_TRAINER, "2d")]
 
 
 @pytest.mark.parametrize("trainer_name,configuration", LEARNING_CASES)
-def test_trained_model_clears_the_bar(trainer_name, configuration, prepared_workdirs, monkeypatch):
+def test_trained_model_clears_the_bar_its_untrained_network_cannot(trainer_name, configuration, prepared_workdirs,
+                                                                   monkeypatch):
+    """A seeded short run through ``nnUNetv2_train``; nnU-Net's predictor segments the held-out cases: valid
+    segmentations (the image's geometry, only the dataset's labels) whose Dice clears the bar, which the same
+    network untrained stays below on the same cases."""
     workdir = prepared_workdirs(configuration)
     epochs, iterations, bar = schedule_of(trainer_name, configuration)
     environment, short_trainer = train(trainer_name, configuration, epochs, iterations, workdir)
     predictor = predictor_from_model_folder(environment, configuration, short_trainer, monkeypatch)
     raw_dataset = workdir / "nnUNet_raw" / DEMO_DATASETS[configuration].folder_name
-    trained = held_out_dice(predictor, raw_dataset, workdir / "predictions" / short_trainer)
-    untrained = untrained_dice(workdir, configuration, recursive_find_trainer_class_by_name(short_trainer))
-    print(f"DICE {trainer_name} {configuration} trained {trained:.3f} untrained {untrained:.3f}")
-    assert untrained < bar < trained, f"untrained {untrained:.3f}, bar {bar}, trained {trained:.3f}"
-
-
-@pytest.mark.parametrize("trainer_name,configuration", PIPELINE_CASES)
-def test_3d_training_beats_its_untrained_network_and_writes_valid_segmentations(trainer_name, configuration,
-                                                                                prepared_workdirs, monkeypatch):
-    """A short 3D run: its held-out Dice exceeds its own untrained network's on the same cases by a margin, and
-    every prediction is a valid segmentation (the image's geometry, only the dataset's labels)."""
-    workdir = prepared_workdirs(configuration)
-    environment, short_trainer = train(trainer_name, configuration, *PIPELINE_SCHEDULE, workdir)
-    predictor = predictor_from_model_folder(environment, configuration, short_trainer, monkeypatch)
-    raw_dataset = workdir / "nnUNet_raw" / DEMO_DATASETS[configuration].folder_name
     output = workdir / "predictions" / short_trainer
     trained = held_out_dice(predictor, raw_dataset, output)
     untrained = untrained_dice(workdir, configuration, recursive_find_trainer_class_by_name(short_trainer))
-    print(f"DICE {trainer_name} {configuration} trained {trained:.3f} untrained {untrained:.3f}")
-    assert trained > untrained + PIPELINE_MARGIN, f"trained {trained:.3f}, untrained {untrained:.3f}"
+    assert untrained < bar < trained, f"untrained {untrained:.3f}, bar {bar}, trained {trained:.3f}"
     references = sorted((raw_dataset / "labelsTs").glob("*.nii.gz"))
     assert sorted(p.name for p in output.glob("*.nii.gz")) == [r.name for r in references]
     for reference in references:
@@ -269,12 +254,12 @@ def test_reference_trainer_through_the_demo_and_every_stock_command(prepared_wor
 
 def trained_short_schedule(trainer_name: str, configuration: str, workdir: Path) -> tuple[dict, str]:
     """(environment, name) of a short-schedule model of ``trainer_name`` already trained in ``workdir`` (by the
-    tests above), else one trained now on the pipeline schedule."""
+    tests above), else one trained now on its schedule."""
     results = Path(nnunet_environment(workdir, "cpu")["nnUNet_results"]) / DEMO_DATASETS[configuration].folder_name
     pattern = f"{trainer_name}_*epochs_*iters*__nnUNetPlans__{configuration}/fold_0/checkpoint_final.pth"
     finished = sorted(results.glob(pattern))
     if not finished:
-        return train(trainer_name, configuration, *PIPELINE_SCHEDULE, workdir)
+        return train(trainer_name, configuration, *schedule_of(trainer_name, configuration)[:2], workdir)
     environment = with_ext_trainer_folder(nnunet_environment(workdir, "cpu"), workdir / "trainers")
     return environment, finished[0].parent.parent.name.split("__")[0]
 

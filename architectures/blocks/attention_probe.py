@@ -64,6 +64,10 @@ def capture_attention_maps(network: nn.Module) -> Iterator[dict[str, torch.Tenso
         with capture_attention_maps(net) as maps:
             net(image)
         maps["decoder.skip_filters.0.coefficient_probe"]  # (B, 1, *skip_size)
+
+    With ``torch.compile``, enter the block before the compiled module first runs: Dynamo does not guard on
+    hooks, so a module traced without them keeps running without them (``nnunet-attention attention-maps``
+    unwraps a compiled network for this reason). Traced with them, they cost no graph break.
     """
     maps: dict[str, torch.Tensor] = {}
     handles = [
