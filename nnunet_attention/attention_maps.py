@@ -252,7 +252,7 @@ def export_attention_maps(
         data, previous_stage, properties = preprocessor.run_case_npy(
             image.copy(), previous_stage, properties, predictor.plans_manager, predictor.configuration_manager,
             predictor.dataset_json)
-        if previous_stage is not None:
+        if segmentation_file is not None:  # without one, run_case_npy returns a placeholder segmentation
             one_hot = convert_labelmap_to_one_hot(previous_stage[0], predictor.label_manager.foreground_labels,
                                                   data.dtype)
             data = np.vstack((data, one_hot))
