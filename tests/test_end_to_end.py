@@ -235,6 +235,9 @@ def test_reference_trainer_through_the_demo_and_every_stock_command(prepared_wor
     assert json.loads(summary.read_text())["foreground_mean"]["Dice"] > bar
     # two trainers: every candidate (each model and their ensemble) is scored, the best one is picked
     _, other_trainer = trained_short_schedule("nnUNetTrainerNonLocalUNet", configuration, workdir)
+    for trainer in (short_trainer, other_trainer):  # ensembling needs the validation probabilities (--npz)
+        run_nnunet_command(["nnUNetv2_train", spec.dataset_id, configuration, "0", "-tr", trainer, "--val", "--npz",
+                            "-device", "cpu"], environment, log)
     run_nnunet_command(["nnUNetv2_find_best_configuration", spec.dataset_id, "-c", configuration,
                         "-tr", short_trainer, other_trainer, "-f", "0", "-np", "1"], environment, log)
     inference_information = json.loads((model_folder.parent / "inference_information.json").read_text())
@@ -247,7 +250,8 @@ def test_reference_trainer_through_the_demo_and_every_stock_command(prepared_wor
     best = inference_information["best_model_or_ensemble"]
     assert best["result_on_crossval_pre_pp"] == max(scores.values())
     best_key = max(scores, key=scores.get)
-    selected = [f"{m['trainer']}__{m['plans']}__{m['configuration']}" for m in best["selected_model_or_models"]]
+    selected = [f"{m['trainer']}__{m['plans_identifier']}__{m['configuration']}"
+                for m in best["selected_model_or_models"]]
     expected = [best_key] if best_key in models else models  # else the ensemble of both
     assert sorted(selected) == sorted(expected)
 
