@@ -42,24 +42,27 @@ def _add_synth_parser(subparsers) -> None:
         "synth",
         help="write a synthetic dataset in nnU-Net's raw format",
         description="Write a synthetic dataset (ellipsoid, inclusions that count only inside it, and a cuboid of "
-        "the same intensity) into nnUNet_raw, with a held-out imagesTs/labelsTs split.",
+        "the same intensity) into nnUNet_raw, with a held-out imagesTs/labelsTs split. Every option is checked "
+        "before anything is written; the dataset appears under its DatasetXXX_ name only once complete.",
     )
     parser.add_argument("--raw", default=None, help="raw folder (default: $nnUNet_raw)")
-    parser.add_argument("--dataset-id", type=int, default=990)
-    parser.add_argument("--name", default="SynthAttention")
-    parser.add_argument("--shape", type=int, nargs="+", default=[96, 112], help="array shape, (y x) or (z y x)")
-    parser.add_argument(
-        "--spacing",
-        type=float,
-        nargs="+",
-        default=None,
-        help="voxel spacing in mm, same order as --shape (default: all 1)",
-    )
-    parser.add_argument("--channels", type=int, default=1, help="number of input channels (1-4)")
-    parser.add_argument("--train", type=int, default=20, help="training cases")
-    parser.add_argument("--test", type=int, default=6, help="held-out cases (imagesTs, labelsTs)")
-    parser.add_argument("--noise", type=float, default=0.25, help="Gaussian noise std")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dataset-id", type=int, default=990,
+                        help="nnU-Net dataset ID, 1-999 (default: %(default)s)")
+    parser.add_argument("--name", default="SynthAttention",
+                        help="dataset name: letters, digits and '-' (default: %(default)s)")
+    parser.add_argument("--shape", type=int, nargs="+", default=[96, 112],
+                        help="array shape, Y X (2D) or Z Y X (3D, Z >= 2); Y and X at least 16 (default: %(default)s)")
+    parser.add_argument("--spacing", type=float, nargs="+", default=None,
+                        help="voxel spacing in mm, one positive value per --shape axis (default: all 1)")
+    parser.add_argument("--channels", type=int, default=1,
+                        help="number of input channels, 1-4 (default: %(default)s)")
+    parser.add_argument("--train", type=int, default=20, help="training cases, at least 5 (default: %(default)s)")
+    parser.add_argument("--test", type=int, default=6,
+                        help="held-out cases in imagesTs, labelsTs (default: %(default)s)")
+    parser.add_argument("--noise", type=float, default=0.25,
+                        help="Gaussian noise standard deviation, >= 0 (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random seed, >= 0: the same seed gives the same cases (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
 
 

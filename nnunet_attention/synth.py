@@ -16,7 +16,9 @@ labels in ``labelsTs``. The dataset folder appears only when complete (written b
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,16 +48,35 @@ class SynthSpec:
     seed: int = 0
 
     def __post_init__(self):
-        if len(self.shape) not in (2, 3) or len(self.spacing) != len(self.shape):
-            raise ValueError(f"shape {self.shape} and spacing {self.spacing} must both have 2 or 3 entries")
+        """Refuse what would fail half-way through writing, or give a dataset nnU-Net cannot use; each message names
+        the command-line option of ``nnunet-attention synth``."""
+        if len(self.shape) not in (2, 3):
+            raise ValueError(f"--shape {' '.join(map(str, self.shape))}: give 2 values (Y X) or 3 (Z Y X)")
+        if len(self.spacing) != len(self.shape):
+            raise ValueError(f"--spacing needs as many values as --shape ({len(self.shape)}), got {len(self.spacing)}")
+        if not all(math.isfinite(s) and s > 0 for s in self.spacing):
+            raise ValueError(f"--spacing values must be positive (mm), got {' '.join(map(str, self.spacing))}")
         if min(self.shape[-2:]) < 16:
-            raise ValueError(f"shape {self.shape} is too small: in-plane axes need at least 16 voxels")
+            raise ValueError(f"--shape {' '.join(map(str, self.shape))} is too small: in-plane axes (the last two) "
+                             f"need at least 16 voxels")
+        if len(self.shape) == 3 and self.shape[0] < 2:
+            raise ValueError(f"--shape {' '.join(map(str, self.shape))}: a 3D dataset needs at least 2 slices along "
+                             f"its first axis (nnU-Net plans no 3d configuration for one slice); for 2D give Y X")
         if not 1 <= self.n_channels <= len(CONTRAST_TABLES):
-            raise ValueError(f"n_channels must be between 1 and {len(CONTRAST_TABLES)}, got {self.n_channels}")
+            raise ValueError(f"--channels must be between 1 and {len(CONTRAST_TABLES)}, got {self.n_channels}")
         if self.n_train < 5:
-            raise ValueError(f"n_train={self.n_train}: nnU-Net's 5-fold split needs at least 5 training cases")
+            raise ValueError(f"--train {self.n_train}: nnU-Net's 5-fold split needs at least 5 training cases")
+        if self.n_test < 0:
+            raise ValueError(f"--test must be 0 or more, got {self.n_test}")
+        if not (math.isfinite(self.noise_std) and self.noise_std >= 0):
+            raise ValueError(f"--noise is a standard deviation and must be 0 or more, got {self.noise_std}")
+        if self.seed < 0:
+            raise ValueError(f"--seed must be 0 or more, got {self.seed}")
         if not 1 <= self.dataset_id <= 999:
-            raise ValueError(f"dataset_id must be in 1..999 (nnU-Net's DatasetXXX), got {self.dataset_id}")
+            raise ValueError(f"--dataset-id must be in 1..999 (nnU-Net's DatasetXXX), got {self.dataset_id}")
+        if not re.fullmatch(r"[A-Za-z0-9-]+", self.name):
+            raise ValueError(f"--name {self.name!r}: use letters, digits and '-' (it becomes the folder name "
+                             f"Dataset{self.dataset_id:03d}_NAME)")
 
     @property
     def folder_name(self) -> str:
@@ -144,29 +165,21 @@ def _write_image(array: np.ndarray, spacing: tuple[float, ...], path: Path) -> N
     sitk.WriteImage(image, str(path), useCompression=True)
 
 
-def write_dataset(spec: SynthSpec, raw_folder: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Write the dataset into ``raw_folder/DatasetXXX_Name`` and return that folder.
-
-    Raises FileExistsError if the folder exists and ``overwrite`` is False.
-    """
-    target = Path(raw_folder) / spec.folder_name
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} exists; pass overwrite=True (--overwrite) or choose another --dataset-id")
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+def _write_cases_and_dataset_json(spec: SynthSpec, folder: Path) -> None:
+    """Every case of ``spec`` and its dataset.json into ``folder`` (nnU-Net's raw layout)."""
     rng = np.random.default_rng(spec.seed)
     splits = [("imagesTr", "labelsTr", "train", spec.n_train), ("imagesTs", "labelsTs", "test", spec.n_test)]
     for image_dir, label_dir, prefix, count in splits:
-        (partial / image_dir).mkdir(parents=True)
-        (partial / label_dir).mkdir()
+        (folder / image_dir).mkdir(parents=True)
+        (folder / label_dir).mkdir()
         for index in range(count):
             case = f"{prefix}_{index:03d}"
             image, labels = generate_case(spec, rng)
             for channel, channel_image in enumerate(image):
-                _write_image(channel_image, spec.spacing, partial / image_dir / f"{case}_{channel:04d}{FILE_ENDING}")
-            _write_image(labels, spec.spacing, partial / label_dir / f"{case}{FILE_ENDING}")
+                _write_image(channel_image, spec.spacing, folder / image_dir / f"{case}_{channel:04d}{FILE_ENDING}")
+            _write_image(labels, spec.spacing, folder / label_dir / f"{case}{FILE_ENDING}")
     generate_dataset_json(
-        str(partial),
+        str(folder),
         channel_names={c: f"contrast{c}" for c in range(spec.n_channels)},
         labels=LABELS,
         num_training_cases=spec.n_train,
@@ -176,6 +189,25 @@ def write_dataset(spec: SynthSpec, raw_folder: str | os.PathLike, overwrite: boo
         license="CC0 (generated)",
         converted_by="nnunet-attention synth",
     )
+
+
+def write_dataset(spec: SynthSpec, raw_folder: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write the dataset into ``raw_folder/DatasetXXX_Name`` and return that folder.
+
+    Raises FileExistsError if the folder exists and ``overwrite`` is False.
+    """
+    target = Path(raw_folder) / spec.folder_name
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} exists; pass overwrite=True (--overwrite) or choose another --dataset-id")
+    # written under a hidden name outside nnU-Net's DatasetXXX_ namespace (nnU-Net finds a dataset by that prefix),
+    # removed again if anything fails, renamed once complete
+    partial = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        _write_cases_and_dataset_json(spec, partial)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     if target.exists():
         shutil.rmtree(target)
     partial.rename(target)

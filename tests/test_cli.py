@@ -1,5 +1,8 @@
 """The command line: bad input gets a message naming the problem and exit code 2, no traceback."""
 
+import subprocess
+import sys
+
 import pytest
 
 from nnunet_attention.cli import main
@@ -59,3 +62,34 @@ def test_attention_maps_refuses_a_folder_that_is_not_a_trained_model(tmp_path, c
     error = capsys.readouterr().err
     assert "missing dataset.json, fold_0/checkpoint_final.pth, fold_1/checkpoint_final.pth" in error
     assert not (tmp_path / "out").exists()
+
+
+def run_cli(*arguments: str, cwd=None) -> subprocess.CompletedProcess:
+    """``nnunet-attention ARGUMENTS`` as a user types it: a fresh process."""
+    return subprocess.run([sys.executable, "-m", "nnunet_attention.cli", *arguments], capture_output=True, text=True,
+                          timeout=300, cwd=cwd)
+
+
+@pytest.mark.parametrize(
+    "arguments,message",
+    [
+        (["--shape", "0", "32", "32"], "--shape 0 32 32: a 3D dataset needs at least 2 slices"),
+        (["--shape", "1", "32", "32"], "--shape 1 32 32: a 3D dataset needs at least 2 slices"),
+        (["--shape", "4", "32", "32", "--spacing", "0", "1"], "--spacing needs as many values as --shape (3), got 2"),
+        (["--shape", "32", "32", "--spacing", "0", "1"], "--spacing values must be positive"),
+        (["--noise", "-1"], "--noise is a standard deviation and must be 0 or more"),
+    ],
+)
+def test_synth_refuses_bad_options_before_writing_anything(arguments, message, tmp_path):
+    result = run_cli("synth", "--raw", str(tmp_path), *arguments)
+    assert result.returncode == 2
+    assert f"nnunet-attention synth: error: {message}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_synth_help_shows_every_default():
+    help_text = " ".join(run_cli("synth", "--help").stdout.split())
+    for default in ["(default: 990)", "(default: SynthAttention)", "(default: [96, 112])", "(default: 1)",
+                    "(default: 20)", "(default: 6)", "(default: 0.25)", "(default: 0)", "(default: all 1)"]:
+        assert default in help_text, default

@@ -63,12 +63,40 @@ def test_existing_dataset_is_not_overwritten_without_asking(tmp_path):
 @pytest.mark.parametrize(
     "arguments,message",
     [
-        (dict(n_train=3), "at least 5 training cases"),
-        (dict(shape=(8, 64)), "too small"),
-        (dict(shape=(32, 32), spacing=(1.0,)), "must both have 2 or 3 entries"),
-        (dict(n_channels=5), "n_channels must be between 1 and 4"),
+        (dict(n_train=3), "--train 3: nnU-Net's 5-fold split needs at least 5 training cases"),
+        (dict(shape=(8, 64)), "--shape 8 64 is too small"),
+        (dict(shape=(0, 32, 32), spacing=(1.0, 1.0, 1.0)), "--shape 0 32 32: a 3D dataset needs at least 2 slices"),
+        (dict(shape=(1, 32, 32), spacing=(1.0, 1.0, 1.0)), "--shape 1 32 32: a 3D dataset needs at least 2 slices"),
+        (dict(shape=(32,), spacing=(1.0,)), "--shape 32: give 2 values"),
+        (dict(shape=(32, 32), spacing=(1.0,)), "--spacing needs as many values as --shape (2), got 1"),
+        (dict(shape=(32, 32), spacing=(0.0, 1.0)), "--spacing values must be positive"),
+        (dict(noise_std=-1.0), "--noise is a standard deviation and must be 0 or more, got -1.0"),
+        (dict(n_channels=5), "--channels must be between 1 and 4"),
+        (dict(seed=-1), "--seed must be 0 or more"),
+        (dict(name="My Data/1"), "--name 'My Data/1': use letters, digits and '-'"),
     ],
 )
 def test_bad_specs_say_what_is_wrong(arguments, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError) as error:
         SynthSpec(**arguments)
+    assert message in str(error.value)
+
+
+def test_a_failed_write_leaves_nothing_nnunet_could_take_for_a_dataset(tmp_path, monkeypatch):
+    """Interrupted half-way (here: the disk fills up at the 7th image), the raw folder holds nothing: no
+    DatasetXXX_ folder, and no partial folder either."""
+    import nnunet_attention.synth as synth
+
+    written = []
+    real_write = synth._write_image
+
+    def write_until_full(array, spacing, path):
+        if len(written) == 6:
+            raise OSError(28, "No space left on device")
+        written.append(path)
+        real_write(array, spacing, path)
+
+    monkeypatch.setattr(synth, "_write_image", write_until_full)
+    with pytest.raises(OSError, match="No space left"):
+        write_dataset(SynthSpec(dataset_id=9, shape=(16, 16), n_train=5, n_test=1), tmp_path)
+    assert len(written) == 6 and list(tmp_path.iterdir()) == []
