@@ -7,6 +7,7 @@ held-out cases, the mean Dice on its last line.
 
 from __future__ import annotations
 
+import difflib
 import json
 import time
 from dataclasses import dataclass
@@ -43,7 +44,8 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_trainer(trainer_name: str) -> type:
-    """Our trainers directly; any other name through nnU-Net's lookup (its trainers and nnUNet_extTrainer)."""
+    """Our trainers directly; any other name through nnU-Net's lookup (its trainers and nnUNet_extTrainer). An
+    unknown name raises a ValueError that suggests the closest of our trainers' names."""
     from nnunet_attention.trainers import TRAINERS
 
     if trainer_name in TRAINERS:
@@ -53,9 +55,11 @@ def resolve_trainer(trainer_name: str) -> type:
     try:
         return recursive_find_trainer_class_by_name(trainer_name)
     except RuntimeError as error:
+        close = difflib.get_close_matches(trainer_name, [*TRAINERS, "nnUNetTrainer"], n=1, cutoff=0.6)
+        suggestion = f"did you mean {close[0]}? " if close else ""
         raise ValueError(
-            f"unknown trainer {trainer_name!r}: it is neither one of ours ({', '.join(sorted(TRAINERS))}) nor an "
-            f"nnU-Net trainer nor in nnUNet_extTrainer"
+            f"unknown trainer {trainer_name!r}: {suggestion}It is neither one of ours ({', '.join(sorted(TRAINERS))}) "
+            f"nor an nnU-Net trainer nor in nnUNet_extTrainer"
         ) from error
 
 
@@ -109,6 +113,7 @@ def run_demo(
     if configuration not in DEMO_DATASETS:
         raise ValueError(f"configuration must be one of {sorted(DEMO_DATASETS)}, got {configuration!r}")
     device = resolve_device(device)
+    trainer_class = resolve_trainer(trainer)  # before anything is written or run: a typo fails at once
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     log_file = workdir / "demo.log"
@@ -126,7 +131,7 @@ def run_demo(
     raw_dataset = Path(environment["nnUNet_raw"]) / spec.folder_name
 
     trainer_folder = workdir / "trainers"
-    short_trainer = write_short_schedule_trainer(trainer_folder, resolve_trainer(trainer), epochs, iterations)
+    short_trainer = write_short_schedule_trainer(trainer_folder, trainer_class, epochs, iterations)
     environment = with_ext_trainer_folder(environment, trainer_folder)
     step(f"nnUNetv2_train {spec.dataset_id} {configuration} {fold} -tr {short_trainer} -device {device}")
     seconds["train"] = run_nnunet_command(

@@ -93,3 +93,13 @@ def test_synth_help_shows_every_default():
     for default in ["(default: 990)", "(default: SynthAttention)", "(default: [96, 112])", "(default: 1)",
                     "(default: 20)", "(default: 6)", "(default: 0.25)", "(default: 0)", "(default: all 1)"]:
         assert default in help_text, default
+
+
+def test_demo_checks_the_trainer_before_writing_or_running_anything(tmp_path):
+    """A misspelled trainer fails at once, with the closest name, before synthesis, planning and preprocessing
+    (which took 50 s on 2 cores before they were reached)."""
+    workdir = tmp_path / "demo"
+    result = run_cli("demo", "--trainer", "nnUNetTrainerMTUnet", "--device", "cpu", "--workdir", str(workdir))
+    assert result.returncode == 2
+    assert "unknown trainer 'nnUNetTrainerMTUnet': did you mean nnUNetTrainerMTUNet?" in result.stderr
+    assert not workdir.exists()
