@@ -24,7 +24,8 @@ import json
 import math
 import os
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -185,6 +186,29 @@ def check_model_folder(model_folder: Path, folds: Sequence[int | str], checkpoin
                          f"and folds whose training finished (or -chk checkpoint_best.pth)")
 
 
+@contextmanager
+def demo_trainers_findable(model_folder: Path) -> Iterator[None]:
+    """While active, nnU-Net's trainer lookup also searches the folder of short-schedule trainers that
+    ``nnunet-attention demo`` writes beside its results (``WORKDIR/trainers`` for a model folder
+    ``WORKDIR/nnUNet_results/DatasetXXX/<trainer>__<plans>__<configuration>``), if it holds the model's trainer;
+    otherwise nothing changes."""
+    trainer_name = model_folder.name.split("__")[0]
+    parents = model_folder.resolve().parents
+    folder = parents[2] / "trainers" if len(parents) > 2 else None
+    if folder is None or not (folder / f"{trainer_name}.py").is_file():
+        yield
+        return
+    previous = os.environ.get("nnUNet_extTrainer")
+    os.environ["nnUNet_extTrainer"] = os.pathsep.join(entry for entry in (previous, str(folder)) if entry)
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["nnUNet_extTrainer"]
+        else:
+            os.environ["nnUNet_extTrainer"] = previous
+
+
 def previous_stage_segmentations(predictor: nnUNetPredictor, cases: list[str],
                                  prev_stage_predictions: str | os.PathLike | None) -> list[Path | None]:
     """Per case the previous stage's segmentation file a cascade model needs (``None`` per case otherwise), as
@@ -230,7 +254,8 @@ def export_attention_maps(
         device=device, use_mirroring=use_mirroring, perform_everything_on_device=device.type == "cuda",
         allow_tqdm=False, verbose=False,
     )
-    predictor.initialize_from_trained_model_folder(str(model_folder), tuple(folds), checkpoint_name)
+    with demo_trainers_findable(Path(model_folder)):
+        predictor.initialize_from_trained_model_folder(str(model_folder), tuple(folds), checkpoint_name)
     file_ending = predictor.dataset_json["file_ending"]
     cases = create_lists_from_splitted_dataset_folder(str(input_folder), file_ending)
     if not cases:

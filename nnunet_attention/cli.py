@@ -138,6 +138,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         echo_training=not args.quiet,
     )
     timings = ", ".join(f"{name} {seconds:.0f}s" for name, seconds in result.seconds_per_step.items())
+    print(f"[nnunet-attention demo] attention maps of this model: {result.attention_maps_command}")
     print(f"[nnunet-attention demo] done ({timings}); held-out Dice:")
     print(format_dice_table(result.dice_per_label, result.mean_dice))
     return 0

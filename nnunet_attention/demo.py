@@ -31,6 +31,9 @@ class DemoResult:
     dice_per_label: dict[str, float]
     mean_dice: float
     seconds_per_step: dict[str, float]
+    #: the trained model folder, and the command that writes its attention maps of the held-out images
+    model_folder: Path
+    attention_maps_command: str
 
 
 def resolve_device(device: str) -> str:
@@ -158,4 +161,8 @@ def run_demo(
         log_file,
     )
     dice_per_label, mean_dice = read_dice(summary_file)
-    return DemoResult(dice_per_label, mean_dice, seconds)
+    model_folder = (Path(environment["nnUNet_results"]) / spec.folder_name
+                    / f"{short_trainer}__nnUNetPlans__{configuration}")
+    attention_maps_command = (f"nnunet-attention attention-maps -i {raw_dataset / 'imagesTs'} "
+                              f"-o {workdir / 'attention_maps'} -m {model_folder} -f {fold} --device {device}")
+    return DemoResult(dice_per_label, mean_dice, seconds, model_folder, attention_maps_command)

@@ -16,6 +16,7 @@ model folder is loaded by nnU-Net's predictor (what ``nnUNetv2_predict`` runs) t
 """
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -193,7 +194,9 @@ def untrained_dice(workdir: Path, configuration: str, trainer_class: type) -> fl
     return held_out_dice(predictor, raw_dataset, workdir / "predictions" / f"untrained_{trainer_class.__name__}")
 
 
-def run_demo_command(trainer: str, configuration: str, epochs: int, iterations: int, workdir: Path) -> float:
+def run_demo_command(trainer: str, configuration: str, epochs: int, iterations: int,
+                     workdir: Path) -> tuple[float, str]:
+    """``nnunet-attention demo`` in a fresh process: (its mean Dice, its console output)."""
     command = [sys.executable, "-m", "nnunet_attention.cli", "demo", "--trainer", trainer, "--config", configuration,
                "--epochs", str(epochs), "--iterations", str(iterations), "--device", "cpu", "--workdir", str(workdir),
                "--quiet"]
@@ -202,7 +205,7 @@ def run_demo_command(trainer: str, configuration: str, epochs: int, iterations: 
     last_line = result.stdout.strip().splitlines()[-1]
     match = re.fullmatch(r"mean Dice: (\d\.\d+)", last_line)
     assert match, f"the demo's last line should be the mean Dice, got {last_line!r}"
-    return float(match.group(1))
+    return float(match.group(1)), result.stdout
 
 
 def test_reference_trainer_through_the_demo_and_every_stock_command(prepared_workdirs, tmp_path):
@@ -211,8 +214,18 @@ def test_reference_trainer_through_the_demo_and_every_stock_command(prepared_wor
     trainer_name, configuration = REFERENCE_TRAINER, "2d"
     workdir = prepared_workdirs(configuration)
     epochs, iterations, bar = schedule_of(trainer_name, configuration)
-    assert run_demo_command(trainer_name, configuration, epochs, iterations, workdir) > bar
+    dice, console = run_demo_command(trainer_name, configuration, epochs, iterations, workdir)
+    assert dice > bar
     assert untrained_dice(workdir, configuration, TRAINERS[trainer_name]) < bar
+
+    # the attention-maps command the demo prints works as printed: it finds the demo's short-schedule trainer
+    # without nnUNet_extTrainer naming the demo's trainers folder
+    printed = re.search(r"attention maps of this model: nnunet-attention (.+)", console)
+    assert printed, console[-2000:]
+    assert str(workdir / "trainers") not in os.environ.get("nnUNet_extTrainer", "")
+    assert cli.main(printed.group(1).split()) == 0
+    maps_folder = Path(printed.group(1).split()[printed.group(1).split().index("-o") + 1])
+    assert len(list(maps_folder.glob("*/maps.json"))) == DEMO_DATASETS[configuration].n_test
 
     # the same model folder serves the other stock commands that read it or its predictions
     spec = DEMO_DATASETS[configuration]

@@ -49,7 +49,7 @@ def test_write_dataset_in_nnunet_raw_format(tmp_path):
     image = sitk.ReadImage(str(folder / "imagesTr" / "train_000_0001.nii.gz"))
     assert image.GetSize() == (24, 20, 6)
     np.testing.assert_allclose(image.GetSpacing(), (0.8, 0.8, 2.5))
-    assert not list(tmp_path.glob("*.partial"))
+    assert [path.name for path in tmp_path.iterdir()] == ["Dataset007_Tiny"]  # no partial folder left
 
 
 def test_existing_dataset_is_not_overwritten_without_asking(tmp_path):
