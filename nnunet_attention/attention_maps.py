@@ -40,6 +40,7 @@ from torch import nn
 from .architectures.blocks.attention_probe import attention_probes, capture_attention_maps
 from .architectures.blocks.interpolation import resize_linear
 from .atomic import atomic_path
+from .schedules import with_ext_trainer_folder
 
 
 class ProbedNetwork(nn.Module):
@@ -199,7 +200,7 @@ def demo_trainers_findable(model_folder: Path) -> Iterator[None]:
         yield
         return
     previous = os.environ.get("nnUNet_extTrainer")
-    os.environ["nnUNet_extTrainer"] = os.pathsep.join(entry for entry in (previous, str(folder)) if entry)
+    os.environ["nnUNet_extTrainer"] = with_ext_trainer_folder(dict(os.environ), folder)["nnUNet_extTrainer"]
     try:
         yield
     finally:

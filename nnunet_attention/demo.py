@@ -31,8 +31,7 @@ class DemoResult:
     dice_per_label: dict[str, float]
     mean_dice: float
     seconds_per_step: dict[str, float]
-    #: the trained model folder, and the command that writes its attention maps of the held-out images
-    model_folder: Path
+    #: the command that writes the attention maps of the trained model for the held-out images
     attention_maps_command: str
 
 
@@ -165,4 +164,4 @@ def run_demo(
                     / f"{short_trainer}__nnUNetPlans__{configuration}")
     attention_maps_command = (f"nnunet-attention attention-maps -i {raw_dataset / 'imagesTs'} "
                               f"-o {workdir / 'attention_maps'} -m {model_folder} -f {fold} --device {device}")
-    return DemoResult(dice_per_label, mean_dice, seconds, model_folder, attention_maps_command)
+    return DemoResult(dice_per_label, mean_dice, seconds, attention_maps_command)

@@ -50,18 +50,18 @@ class SynthSpec:
     def __post_init__(self):
         """Refuse what would fail half-way through writing, or give a dataset nnU-Net cannot use; each message names
         the command-line option of ``nnunet-attention synth``."""
+        shape = " ".join(map(str, self.shape))
         if len(self.shape) not in (2, 3):
-            raise ValueError(f"--shape {' '.join(map(str, self.shape))}: give 2 values (Y X) or 3 (Z Y X)")
+            raise ValueError(f"--shape {shape}: give 2 values (Y X) or 3 (Z Y X)")
         if len(self.spacing) != len(self.shape):
             raise ValueError(f"--spacing needs as many values as --shape ({len(self.shape)}), got {len(self.spacing)}")
         if not all(math.isfinite(s) and s > 0 for s in self.spacing):
             raise ValueError(f"--spacing values must be positive (mm), got {' '.join(map(str, self.spacing))}")
         if min(self.shape[-2:]) < 16:
-            raise ValueError(f"--shape {' '.join(map(str, self.shape))} is too small: in-plane axes (the last two) "
-                             f"need at least 16 voxels")
+            raise ValueError(f"--shape {shape} is too small: in-plane axes (the last two) need at least 16 voxels")
         if len(self.shape) == 3 and self.shape[0] < 2:
-            raise ValueError(f"--shape {' '.join(map(str, self.shape))}: a 3D dataset needs at least 2 slices along "
-                             f"its first axis (nnU-Net plans no 3d configuration for one slice); for 2D give Y X")
+            raise ValueError(f"--shape {shape}: a 3D dataset needs at least 2 slices along its first axis (nnU-Net "
+                             f"plans no 3d configuration for one slice); for 2D give Y X")
         if not 1 <= self.n_channels <= len(CONTRAST_TABLES):
             raise ValueError(f"--channels must be between 1 and {len(CONTRAST_TABLES)}, got {self.n_channels}")
         if self.n_train < 5:

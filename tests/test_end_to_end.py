@@ -281,10 +281,10 @@ def trained_short_schedule(trainer_name: str, configuration: str, workdir: Path)
     return environment, finished[0].parent.parent.name.split("__")[0]
 
 
-def held_out_case_with_moved_geometry(raw_dataset: Path, folder: Path) -> sitk.Image:
-    """Copy the first held-out image into ``folder`` with a non-trivial origin and a flipped first axis (so the
-    geometry check below cannot pass by defaults); return the copy."""
-    image = sitk.ReadImage(str(sorted((raw_dataset / "imagesTs").glob("*_0000.nii.gz"))[0]))
+def held_out_case_with_moved_geometry(original: Path, folder: Path) -> sitk.Image:
+    """Copy the image ``original`` into ``folder`` as ``moved_0000`` with a non-trivial origin and a flipped first
+    axis (so the geometry check below cannot pass by defaults); return the copy."""
+    image = sitk.ReadImage(str(original))
     dimension = image.GetDimension()
     image.SetOrigin([12.5, -40.0, 7.25][:dimension])
     direction = np.eye(dimension)
@@ -307,8 +307,8 @@ def test_attention_maps_have_the_image_geometry_and_their_documented_range(
     environment, short_trainer = trained_short_schedule(trainer_name, configuration, workdir)
     monkeypatch.setenv("nnUNet_extTrainer", environment["nnUNet_extTrainer"])
     raw_dataset = workdir / "nnUNet_raw" / DEMO_DATASETS[configuration].folder_name
-    image = held_out_case_with_moved_geometry(raw_dataset, tmp_path / "images")
     original = sorted((raw_dataset / "imagesTs").glob("*_0000.nii.gz"))[0]
+    image = held_out_case_with_moved_geometry(original, tmp_path / "images")
     (tmp_path / "images" / original.name).symlink_to(original)
     model_folder = model_folder_of(environment, configuration, short_trainer)
     arguments = ["attention-maps", "-i", str(tmp_path / "images"), "-o", str(tmp_path / "maps"),
