@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .blocks.attention_gate import AttentionGate, MultiAttentionGate
+from .blocks.attention_probe import name_attention_maps
 from .decoder import HookedUNetDecoder
 from .plan import UNetPlan
 
@@ -48,7 +49,8 @@ class AttentionUNet(nn.Module):
 
     Forward: ``(B, input_channels, *patch)`` -> logits ``(B, num_classes, *patch)``, or the deep-supervision list.
     Each gate's coefficients ``(B, 1, *skip_grid)`` are exposed through
-    :func:`architectures.blocks.attention_probe.capture_attention_maps`.
+    :func:`architectures.blocks.attention_probe.capture_attention_maps`, named ``gate_level{L}`` (``_{g}`` per
+    parallel gate) by the skip's encoder level ``L`` (0: full resolution).
     """
 
     def __init__(
@@ -83,7 +85,9 @@ class AttentionUNet(nn.Module):
                           plan.strides[skip_level + 1], skip_channels, plan.norm_op, plan.norm_op_kwargs)
             for _ in range(gates_per_skip)
         ]
-        return MultiAttentionGate(gates, plan.conv_norm_nonlin(gates_per_skip * skip_channels, skip_channels))
+        gate = MultiAttentionGate(gates, plan.conv_norm_nonlin(gates_per_skip * skip_channels, skip_channels))
+        name_attention_maps(gate, f"gate_level{skip_level}")
+        return gate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         return self.decoder(self.encoder(x))

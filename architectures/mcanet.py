@@ -57,6 +57,8 @@ class MCAHead(nn.Module):
         e1, e2, e4 = channels[0], channels[1], channels[-1]
         self.squeeze = plan.conv_norm_nonlin(sum(channels[1:]), e2)
         self.cross_axis_attention = MultiScaleCrossAxisAttention(plan.conv_op, e2, heads_for(e2, heads), strip_lengths)
+        for axis, probe in zip(self.cross_axis_attention.axes, self.cross_axis_attention.attention_probes):
+            probe.map_name = f"mca_axis{axis}"
         self.fuse = nn.Sequential(depthwise_separable_conv(plan, e2 + e1, e4, 3),
                                   depthwise_separable_conv(plan, e4, e4, 3))
         self.align = plan.conv_norm_nonlin(e4, e1)

@@ -148,6 +148,8 @@ class MSGANet(nn.Module):
                            channel_summary="rms", value_range=NON_NEGATIVE)
             for level in self.scale_levels
         )
+        for level, probe in zip(self.scale_levels, self.attention_probes):
+            probe.map_name = f"guided_attention_level{level}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | MSGAOutputs:
         skips = self.encoder(x)

@@ -39,6 +39,7 @@ import torch
 from dynamic_network_architectures.building_blocks.helper import get_matching_convtransp, get_matching_pool_op
 from torch import nn
 
+from .blocks.attention_probe import name_attention_maps
 from .blocks.heads import heads_for
 from .blocks.mixed_transformer import MixedTransformerStage
 from .blocks.windows import window_shape_for
@@ -120,9 +121,11 @@ class MTUNet(nn.Module):
         coarse_enough = min(max(plan.first_level_at_stride(min_transformer_stride), 1), n_stages - 1)
         first = self.first_transformer_level = max(n_stages - transformer_levels, coarse_enough)
 
-        def transformer(level: int, width: int) -> MixedTransformerStage:
-            return MixedTransformerStage(width, window_shape_for(grids[level], window_size),
-                                         heads_for(width, max_heads), memory_slots, mtm_depth)
+        def transformer(level: int, width: int, place: str) -> MixedTransformerStage:
+            stage = MixedTransformerStage(width, window_shape_for(grids[level], window_size),
+                                          heads_for(width, max_heads), memory_slots, mtm_depth)
+            name_attention_maps(stage, f"lgg_sa_{place}_level{level}", index_label="block")
+            return stage
 
         # 1-2. convolutional stem, then into the first MTM level
         self.stem = plan.first_stages(first).build_encoder(input_channels)
@@ -132,13 +135,13 @@ class MTUNet(nn.Module):
         self.position_embedding = nn.Parameter(torch.zeros(1, channels[first], *grids[first]))
         # 3-4. encoder MTM levels, bottleneck
         self.encoder_transformers = nn.ModuleList(
-            transformer(level, channels[level]) for level in range(first, n_stages - 1)
+            transformer(level, channels[level], "encoder") for level in range(first, n_stages - 1)
         )
         self.downsamples = nn.ModuleList(
             plan.conv_norm_nonlin(channels[level], channels[level + 1], strides[level + 1], strides[level + 1])
             for level in range(first, n_stages - 1)
         )
-        self.bottleneck = transformer(n_stages - 1, channels[-1])
+        self.bottleneck = transformer(n_stages - 1, channels[-1], "bottleneck")
         # 5-7. decoder levels, deepest first, and their heads
         transpconv = get_matching_convtransp(plan.conv_op)
         levels, heads, below = [], [], channels[-1]
@@ -146,10 +149,10 @@ class MTUNet(nn.Module):
             upsample = transpconv(below, channels[level], strides[level + 1], strides[level + 1], bias=plan.conv_bias)
             if level > first:
                 merge = nn.Sequential(plan.conv_op(2 * channels[level], channels[level], 1),
-                                      transformer(level, channels[level]))
+                                      transformer(level, channels[level], "decoder"))
                 below = channels[level]
             elif level == first:
-                merge = transformer(level, 2 * channels[level])
+                merge = transformer(level, 2 * channels[level], "decoder")
                 below = 2 * channels[level]
             else:
                 merge = plan.decoder_convs_at(level, 2 * channels[level])

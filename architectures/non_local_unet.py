@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .blocks.attention_probe import name_attention_maps
 from .blocks.global_aggregation import GlobalAggregation, upsampling_transpconv
 from .decoder import HookedUNetDecoder
 from .plan import UNetPlan
@@ -86,6 +87,8 @@ class NonLocalUNet(nn.Module):
         # the first up-step upsamples by attention, in place of nnU-Net's transposed conv
         self.decoder.transpconvs[0] = UpAggregation(plan, channels[-1], channels[-2], plan.strides[-1], up_heads,
                                                     attention_dropout)
+        name_attention_maps(self.bottom_block, f"global_aggregation_bottleneck_level{plan.n_stages - 1}")
+        name_attention_maps(self.decoder.transpconvs[0], f"global_aggregation_up_to_level{plan.n_stages - 2}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         skips = self.encoder(x)

@@ -3,19 +3,26 @@ geometry.
 
 Every architecture exposes its maps through :class:`~nnunet_attention.architectures.blocks.attention_probe.
 AttentionProbe` taps; each probe says what its map holds, how it becomes one spatial map (its summary) and
-the summary's value range. :class:`ProbedNetwork` appends the summaries, resized to the patch, as channels
-behind the logits, so nnU-Net's own predictor stitches them exactly like the logits: same preprocessing,
-sliding window with Gaussian weighting, mirroring test-time augmentation and fold averaging. The maps are
-then taken back to the original image as nnU-Net does for probabilities (resampling, crop reverted,
+the summary's value range, and the architecture names it by what and where it is (``gate_level2``,
+``lgg_sa_encoder_level3_block0``). :class:`ProbedNetwork` appends the summaries, resized to the patch, as
+channels behind the logits, so nnU-Net's own predictor stitches them like the logits: same preprocessing,
+sliding window with Gaussian weighting, mirroring test-time augmentation and fold averaging (the stitching
+buffer is float32 here, see :meth:`AttentionMapPredictor._internal_predict_sliding_window_return_logits`). The
+maps are then taken back to the original image as nnU-Net does for probabilities (resampling, crop reverted,
 transpose reverted) and written per case:
 
     OUTPUT/<case>/<map>.nii.gz          float32, the input image's spacing, origin and direction
-    OUTPUT/<case>/<map>.png             2D images only: the map (colour scale = its value range)
-    OUTPUT/<case>/<map>_overlay.png     the map over the image's first channel on one slice
-    OUTPUT/<case>/maps.json             per map: description, value range (null: unbounded), files; written last
+    OUTPUT/<case>/<map>.png             2D images only: the map alone, in its colour scale
+    OUTPUT/<case>/<map>_overlay.png     the map over the image's first channel on one slice, with its value
+                                        range and colour scale printed
+    OUTPUT/<case>/maps.json             per map: description, module, value range (null: unbounded), the values'
+                                        minimum and maximum, colour scale, files; written last
 
-Values stay inside each map's range up to the rounding of nnU-Net's half-precision stitching buffer
-(about 1e-3 relative). Outside the region nnU-Net cropped away (the zero border of the image) a map is 0.
+The colour scale of the pictures spans the 1st to 99th percentile of the map's values in the image region
+(where nnU-Net did not crop), so a map whose values fill a small part of its range (an aggregation map at
+0.016-0.071 of [0, 1]) shows its structure rather than a flat wash. Values stay inside each map's range up to
+the network's own precision (fp16 under CUDA autocast). Outside the region nnU-Net cropped away (the zero
+border of the image) a map is 0.
 """
 
 from __future__ import annotations
@@ -31,8 +38,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 import torch
-from acvl_utils.cropping_and_padding.bounding_boxes import insert_crop_into_image
+from acvl_utils.cropping_and_padding.bounding_boxes import bounding_box_to_slice, insert_crop_into_image
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+from nnunetv2.inference.sliding_window_prediction import compute_gaussian
 from nnunetv2.utilities.label_handling.label_handling import convert_labelmap_to_one_hot
 from nnunetv2.utilities.utils import create_lists_from_splitted_dataset_folder
 from torch import nn
@@ -47,24 +55,32 @@ class ProbedNetwork(nn.Module):
     """``network`` whose output also carries its attention-map summaries: ``(B, classes + maps, *patch)``.
 
     The summaries (one ``(B, 1, *grid)`` map per probe, in :attr:`map_names` order) are resized linearly to the
-    input's grid. State dicts are the wrapped network's, so nnU-Net's predictor loads each fold's weights.
+    input's grid. :attr:`map_names` are the names the architecture gave its probes (a probe it left unnamed goes
+    by its module path); :attr:`probes` maps each map name to its probe and :attr:`module_paths` to the probe's
+    module. State dicts are the wrapped network's, so nnU-Net's predictor loads each fold's weights.
     """
 
     def __init__(self, network: nn.Module):
         super().__init__()
         self.network = network
-        self.probes = attention_probes(network)
-        if not self.probes:
+        by_path = attention_probes(network)
+        if not by_path:
             raise ValueError(f"{type(network).__name__} exposes no attention maps (it has no AttentionProbe)")
-        self.map_names = list(self.probes)
+        self.module_paths = {probe.map_name or path: path for path, probe in by_path.items()}
+        if len(self.module_paths) != len(by_path):
+            raise ValueError(f"{type(network).__name__} gives two attention maps the same name: "
+                             f"{[probe.map_name for probe in by_path.values()]}")
+        self.probes = {name: by_path[path] for name, path in self.module_paths.items()}
+        self.map_names = list(self.module_paths)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with capture_attention_maps(self.network) as maps:
             logits = self.network(x)
-        missing = [name for name in self.map_names if name not in maps]
+        missing = [name for name, path in self.module_paths.items() if path not in maps]
         if missing:
             raise RuntimeError(f"these attention probes did not fire in the forward pass: {missing}")
-        summaries = [resize_linear(self.probes[name].summarize(maps[name]), x.shape[2:]) for name in self.map_names]
+        summaries = [resize_linear(self.probes[name].summarize(maps[path]), x.shape[2:])
+                     for name, path in self.module_paths.items()]
         return torch.cat([logits, *(summary.to(logits.dtype) for summary in summaries)], dim=1)
 
     def state_dict(self, *args, **kwargs):
@@ -97,6 +113,31 @@ class AttentionMapPredictor(nnUNetPredictor):
     def map_names(self) -> list[str]:
         return self.network.map_names
 
+    def _internal_predict_sliding_window_return_logits(self, data: torch.Tensor, slicers,
+                                                       do_on_device: bool = True) -> torch.Tensor:
+        """nnU-Net's Gaussian-weighted sliding window (same Gaussian, same patches, same mirroring), accumulated
+        in float32 where nnU-Net accumulates in float16: ``(C, *S)`` -> stitched ``(channels, *S)``, float32.
+
+        Why: toward a patch's corners the Gaussian weight falls to ~1e-10 of its peak (3D), below float16's
+        smallest number. nnU-Net replaces the zero weights by the smallest nonzero one, but a map value of a few
+        hundredths times that weight still flushes to 0, so wherever a single patch covers a corner of the
+        volume the stitched map came out exactly 0 (about 3% of a small 3D case's voxels).
+        """
+        results_device = self.device if do_on_device else torch.device("cpu")
+        data = data.to(results_device)
+        stitched = torch.zeros((self.label_manager.num_segmentation_heads, *data.shape[1:]), dtype=torch.float32,
+                               device=results_device)
+        weights = torch.zeros(data.shape[1:], dtype=torch.float32, device=results_device)
+        gaussian = compute_gaussian(tuple(self.configuration_manager.patch_size), sigma_scale=1. / 8,
+                                    value_scaling_factor=10, dtype=torch.float32, device=results_device) \
+            if self.use_gaussian else torch.ones((), device=results_device)
+        for slicer in slicers:
+            patch = data[slicer][None].to(self.device)
+            prediction = self._internal_maybe_mirror_and_predict(patch)[0].to(results_device, torch.float32)
+            stitched[slicer] += prediction * gaussian
+            weights[slicer[1:]] += gaussian
+        return stitched / weights
+
     def predict_logits_and_maps(self, data: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Preprocessed ``(C, *S)`` -> (logits ``(classes, *S)``, maps ``(n_maps, *S)``), both float32."""
         label_manager = self.label_manager
@@ -124,6 +165,13 @@ class AttentionMapPredictor(nnUNetPredictor):
         full = insert_crop_into_image(full, resampled, properties["bbox_used_for_cropping"])
         return full.transpose([0, *(i + 1 for i in plans_manager.transpose_backward)])
 
+    def image_region(self, properties: dict) -> np.ndarray:
+        """Boolean mask, the shape of the image as read: the region nnU-Net kept when it cropped the image to its
+        nonzero bounding box (outside it a map is 0 by construction)."""
+        region = np.zeros(properties["shape_before_cropping"], dtype=bool)
+        region[bounding_box_to_slice(properties["bbox_used_for_cropping"])] = True
+        return region.transpose(self.plans_manager.transpose_backward)
+
 
 def is_two_dimensional(properties: dict) -> bool:
     """Whether the image was a 2D file (nnU-Net reads it as one slice, ``(1, H, W)``)."""
@@ -145,11 +193,24 @@ def write_like_image(array: np.ndarray, properties: dict, path: Path) -> None:
         sitk.WriteImage(image, str(partial), True)
 
 
-def display_range(attention_map: np.ndarray, value_range: tuple[float, float]) -> tuple[float, float]:
-    """The colour scale of a map: its value range, with an unbounded end replaced by the map's extreme."""
-    low = value_range[0] if np.isfinite(value_range[0]) else float(attention_map.min())
-    high = value_range[1] if np.isfinite(value_range[1]) else float(attention_map.max())
-    return low, max(high, low + 1e-6)
+#: the percentiles of a map's values that its pictures' colour scale spans
+COLOUR_SCALE_PERCENTILES = (1.0, 99.0)
+
+
+def colour_scale(values: np.ndarray, value_range: tuple[float, float]) -> tuple[float, float]:
+    """The colour scale of a map's pictures: the :data:`COLOUR_SCALE_PERCENTILES` of ``values`` (the map in the
+    image region), robust to a few extreme voxels, kept inside the map's ``value_range``; never empty (a constant
+    map gets a scale just above its value)."""
+    low, high = (float(value) for value in np.percentile(values, COLOUR_SCALE_PERCENTILES))
+    low, high = max(low, value_range[0]), min(high, value_range[1])
+    return low, max(high, low + max(1e-6, 1e-3 * abs(low)))
+
+
+def range_caption(values: np.ndarray, scale: tuple[float, float]) -> str:
+    """What an overlay prints under its title: the map's value range and what its colours span."""
+    percentiles = "-".join(f"{p:g}" for p in COLOUR_SCALE_PERCENTILES)
+    return (f"values {values.min():.3g} to {values.max():.3g}; colours span {scale[0]:.3g} to {scale[1]:.3g} "
+            f"(percentiles {percentiles})")
 
 
 def write_png(map_slice: np.ndarray, scale: tuple[float, float], path: Path) -> None:
@@ -284,21 +345,25 @@ def export_attention_maps(
             data = np.vstack((data, one_hot))
         _, maps = predictor.predict_logits_and_maps(torch.from_numpy(data))
         maps = predictor.maps_in_image_geometry(maps, properties)
+        region = predictor.image_region(properties)
         case_folder = Path(output_folder) / case
         case_folder.mkdir(parents=True, exist_ok=True)
         index_entries = {}
         for name, attention_map in zip(predictor.map_names, maps):
             probe = predictor.network.probes[name]
-            scale = display_range(attention_map, probe.value_range)
+            values = attention_map[region]
+            scale = colour_scale(values, probe.value_range)
             files = [f"{name}.nii.gz", f"{name}_overlay.png"]
             write_like_image(attention_map, properties, case_folder / files[0])
-            title = f"{case}: {name}\n" + textwrap.fill(probe.description, 80)
+            title = f"{case}: {name}\n" + textwrap.fill(probe.description, 80) + "\n" + range_caption(values, scale)
             write_overlay_png(image[0, index], attention_map[index], scale, title, case_folder / files[1])
             if is_two_dimensional(properties):
                 files.append(f"{name}.png")
                 write_png(attention_map[0], scale, case_folder / files[2])
             value_range = [end if math.isfinite(end) else None for end in probe.value_range]  # None: unbounded
-            index_entries[name] = {"description": probe.description, "value_range": value_range,
+            index_entries[name] = {"description": probe.description,
+                                   "module": predictor.network.module_paths[name], "value_range": value_range,
+                                   "values": [float(values.min()), float(values.max())], "colour_scale": list(scale),
                                    "overlay_slice": index, "files": files}
         with atomic_path(case_folder / "maps.json") as partial:
             partial.write_text(json.dumps(index_entries, indent=2))

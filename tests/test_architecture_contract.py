@@ -3,6 +3,7 @@ stages). Parametrized over the trainer registry: a trainer added to the package 
 """
 
 import math
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -121,6 +122,46 @@ def test_attention_map_summaries_are_spatial_and_in_their_declared_range(name, s
         assert summary.shape[:2] == (2, 1) and summary.ndim == 2 + spatial_dims, probe_name
         low, high = probe.value_range
         assert torch.isfinite(summary).all() and low <= summary.min() and summary.max() <= high, probe_name
+
+
+#: map names on the 5-stage plans (levels 0-4): what each map is and the encoder level it sits at
+MAP_NAMES_AT_FIVE_STAGES = {
+    "nnUNetTrainerAttentionUNet": [f"gate_level{level}_{gate}" for level in (3, 2, 1) for gate in (0, 1)],
+    "nnUNetTrainerMCANet": ["mca_axis0", "mca_axis1", "mca_axis2"],
+    "nnUNetTrainerMSGA": ["guided_attention_level3", "guided_attention_level4"],
+    "nnUNetTrainerMTUNet": [f"lgg_sa_{place}_level{level}_block{block}"
+                            for place, level in (("encoder", 3), ("bottleneck", 4), ("decoder", 3))
+                            for block in (0, 1)],
+    "nnUNetTrainerNonLocalUNet": ["global_aggregation_bottleneck_level4", "global_aggregation_up_to_level3"],
+}
+#: names whose ``level{L}`` is the level whose grid the map is on (MSGA's guided attention maps all lie on the
+#: finest fused level's grid; MCANet's on E1's)
+MAP_ON_ITS_LEVEL = re.compile(r"^(gate|lgg_sa_[a-z]+|global_aggregation_[a-z_]+)_level(\d+)")
+
+
+def test_map_names_say_what_each_map_is_and_where():
+    """The names ``attention-maps`` writes its files under, exactly, on a 3D 5-stage plan."""
+    kwargs, patch = make_plan(3, 5, anisotropic=True)
+    names = {name: [probe.map_name for probe in attention_probes(build(name, kwargs, patch, False)).values()]
+             for name in ARCHITECTURES}
+    assert names == MAP_NAMES_AT_FIVE_STAGES
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("spatial_dims,n_stages,anisotropic", PLAN_MATRIX)
+def test_every_map_is_named_uniquely_by_the_level_whose_grid_it_is_on(name, spatial_dims, n_stages, anisotropic):
+    kwargs, patch = make_plan(spatial_dims, n_stages, anisotropic)
+    network = build(name, kwargs, patch, deep_supervision=False).eval()
+    probes = attention_probes(network)
+    map_names = [probe.map_name for probe in probes.values()]
+    assert all(map_name and re.fullmatch(r"[a-z0-9_]+", map_name) for map_name in map_names), map_names
+    assert len(set(map_names)) == len(map_names), map_names
+    with torch.no_grad(), capture_attention_maps(network) as maps:
+        network(torch.randn(1, INPUT_CHANNELS, *patch))
+    for path, probe in probes.items():
+        level = MAP_ON_ITS_LEVEL.match(probe.map_name)
+        if level:
+            assert tuple(maps[path].shape[2:]) == network.plan.grids[int(level.group(2))], probe.map_name
 
 
 @pytest.mark.parametrize("name", DEEP_SUPERVISED)

@@ -6,18 +6,25 @@ each map channel the probe's summary of the captured map resized to the patch; f
 the paper's formula. The end-to-end tests check the maps in the image's geometry.
 """
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from nnunet_attention.architectures.blocks.attention_probe import attention_probes, capture_attention_maps
+from nnunet_attention.architectures.blocks.attention_probe import (
+    AttentionProbe,
+    attention_probes,
+    capture_attention_maps,
+)
 from nnunet_attention.architectures.blocks.global_aggregation import GlobalAggregation
 from nnunet_attention.architectures.msga import GuidedAttentionScale
 from nnunet_attention.trainers import TRAINERS
+from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from plan_factory import make_plan
 from test_architecture_contract import INPUT_CHANNELS, NUM_CLASSES, build, open_zero_initialised_gates
 from test_non_local import aggregation_reference
+from trainer_harness import dataset_json_for, plans_for
 
-from nnunet_attention.attention_maps import ProbedNetwork
+from nnunet_attention.attention_maps import AttentionMapPredictor, ProbedNetwork, colour_scale, range_caption
 
 
 def eval_network(trainer_name: str, spatial_dims: int, anisotropic: bool):
@@ -55,6 +62,7 @@ def test_exported_channels_are_the_logits_and_each_probes_summary_resized(traine
         with capture_attention_maps(network) as maps:
             logits = network(image)
     assert exported.shape == (2, NUM_CLASSES + len(maps), *image.shape[2:])
+    assert probed.map_names == [probe.map_name for probe in attention_probes(network).values()]
     torch.testing.assert_close(exported[:, :NUM_CLASSES], logits, rtol=0, atol=0)
     for index, (name, probe) in enumerate(attention_probes(network).items()):
         expected = F.interpolate(summary_reference(maps[name], probe.channel_summary), size=image.shape[2:],
@@ -89,3 +97,47 @@ def test_msga_maps_are_the_step_one_guided_attention_of_the_papers_formula():
             expected = scale.combine((scale.position(step_input) + scale.channel(step_input))
                                      * scale.semantic(reconstruction))
         torch.testing.assert_close(maps[f"attention_probes.{s}"], expected, rtol=1e-10, atol=1e-10)
+
+
+class ConstantMapNetwork(torch.nn.Module):
+    """Zero logits and one attention map that is ``value`` everywhere: ``(B, C, *S)`` -> ``(B, classes, *S)``."""
+
+    def __init__(self, num_classes: int, value: float):
+        super().__init__()
+        self.num_classes, self.value = num_classes, value
+        self.probe = AttentionProbe("constant map")
+        self.probe.map_name = "constant"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.probe(torch.full_like(x[:, :1], self.value))
+        return torch.zeros(x.shape[0], self.num_classes, *x.shape[2:])
+
+
+def test_stitching_keeps_small_map_values_in_the_volume_corners():
+    """A map that is 0.03 everywhere, stitched from overlapping 3D patches with nnU-Net's Gaussian weights and
+    mirroring, is 0.03 everywhere. In nnU-Net's float16 buffer the corners covered by one patch came out 0."""
+    kwargs, patch = make_plan(3, 4, anisotropic=False)
+    plans_manager = PlansManager(plans_for(kwargs, patch))
+    network = ProbedNetwork(ConstantMapNetwork(NUM_CLASSES, 0.03))
+    predictor = AttentionMapPredictor(device=torch.device("cpu"), perform_everything_on_device=False, allow_tqdm=False)
+    predictor.manual_initialization(
+        network, plans_manager, plans_manager.get_configuration("harness"), [network.state_dict()],
+        dataset_json_for(INPUT_CHANNELS, NUM_CLASSES), "ConstantMap", inference_allowed_mirroring_axes=(0, 1, 2))
+    volume = torch.randn(INPUT_CHANNELS, *(int(1.5 * size) for size in patch))
+    logits, maps = predictor.predict_logits_and_maps(volume)
+    assert logits.shape == (NUM_CLASSES, *volume.shape[1:]) and maps.shape == (1, *volume.shape[1:])
+    torch.testing.assert_close(maps, torch.full_like(maps, 0.03), rtol=1e-5, atol=0)
+
+
+def test_colour_scale_spans_the_bulk_of_the_values_inside_the_value_range():
+    generator = np.random.default_rng(0)
+    values = generator.uniform(0.016, 0.071, 10_000)
+    values[:5] = 1.0  # a few extreme voxels must not wash out the rest
+    low, high = colour_scale(values, (0.0, 1.0))
+    assert (low, high) == (np.percentile(values, 1), np.percentile(values, 99))
+    assert 0.016 < low < 0.0172 and 0.0698 < high < 0.071
+    assert colour_scale(values, (0.02, 0.05)) == (0.02, 0.05)
+    constant_low, constant_high = colour_scale(np.full(100, 0.25), (0.0, 1.0))
+    assert constant_low == 0.25 and 0.25 < constant_high < 0.2503
+    assert range_caption(values, (low, high)) == (
+        f"values 0.016 to 1; colours span {low:.3g} to {high:.3g} (percentiles 1-99)")

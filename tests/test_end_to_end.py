@@ -36,6 +36,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from plan_factory import NARROW_ARCHITECTURE_KWARGS
 
 from nnunet_attention import cli
+from nnunet_attention.attention_maps import colour_scale
 from nnunet_attention.demo import DEMO_DATASETS, prepare_dataset
 from nnunet_attention.nnunet_commands import (
     NNUNetCommandError,
@@ -331,6 +332,12 @@ def test_attention_maps_have_the_image_geometry_and_their_documented_range(
         tolerance = 2e-3 * max(1.0, float(np.abs(values).max()))
         assert np.isfinite(values).all() and values.min() >= low - tolerance, name
         assert high is None or values.max() <= high + tolerance, name
+        # every map here is positive (sigmoid, softmax or RMS): an exact 0 is a value lost in stitching
+        assert (values > 0).all(), f"{name}: {(values == 0).sum()} voxels are exactly 0"
+        assert entry["values"] == [float(values.min()), float(values.max())], name
+        expected_scale = colour_scale(values.ravel(), (low, np.inf if high is None else high))  # no crop here
+        np.testing.assert_allclose(entry["colour_scale"], expected_scale, rtol=1e-6, err_msg=name)
+        assert re.fullmatch(r"[a-z0-9_]+", name), f"{name} (module {entry['module']}) is not a map name"
         two_dimensional_png = [f"{name}.png"] if image.GetDimension() == 2 else []
         assert entry["files"] == [f"{name}.nii.gz", f"{name}_overlay.png", *two_dimensional_png]
         for file in entry["files"][1:]:

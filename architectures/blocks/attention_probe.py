@@ -4,7 +4,8 @@ Blocks pass each map they want to expose through an :class:`AttentionProbe` (an 
 collected by forward hooks only while :func:`capture_attention_maps` is active, so training, inference
 and ``torch.compile`` see a plain identity and the state dict is unchanged. Each probe documents its map
 and says how it becomes one spatial map for export (:meth:`AttentionProbe.summarize`) and the range of
-that map's values.
+that map's values. The architecture that places a block names its probes by what and where they are
+(:func:`name_attention_maps`, e.g. ``gate_level2``): the names of the exported maps.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ class AttentionProbe(nn.Identity):
         channel_summary: ``"single"``: the map has one channel and is its own summary; ``"rms"``: the root
             mean square over its channels (for feature-like maps, e.g. the response a block adds).
         value_range: the closed range of the summary's values (``math.inf`` for unbounded).
+
+    :attr:`map_name` (``None`` until the architecture names it, see :func:`name_attention_maps`) is the map's
+    name in exports: lower case, ``[a-z0-9_]``, unique in its network.
     """
 
     def __init__(
@@ -41,6 +45,7 @@ class AttentionProbe(nn.Identity):
         self.description = description
         self.channel_summary = channel_summary
         self.value_range = (float(value_range[0]), float(value_range[1]))
+        self.map_name: str | None = None
 
     def summarize(self, attention_map: torch.Tensor) -> torch.Tensor:
         """``(B, maps, *S)`` -> ``(B, 1, *S)`` in float32, values in :attr:`value_range`."""
@@ -51,7 +56,8 @@ class AttentionProbe(nn.Identity):
         return attention_map.float()
 
     def extra_repr(self) -> str:
-        return f"{self.description!r}, channel_summary={self.channel_summary!r}, value_range={self.value_range}"
+        return (f"{self.map_name}: {self.description!r}, channel_summary={self.channel_summary!r}, "
+                f"value_range={self.value_range}")
 
 
 @contextmanager
@@ -87,7 +93,18 @@ def attention_probes(network: nn.Module) -> dict[str, AttentionProbe]:
     return {name: m for name, m in network.named_modules() if isinstance(m, AttentionProbe)}
 
 
+def name_attention_maps(module: nn.Module, name: str, index_label: str = "") -> None:
+    """Name the probes inside ``module`` (a block an architecture places): ``name`` if it holds one probe,
+    else ``f"{name}_{index_label}{i}"`` for its ``i``-th probe in module order (e.g. ``lgg_sa_encoder_level3`` with
+    ``index_label="block"``: ``lgg_sa_encoder_level3_block0``, ``..._block1``). A ValueError if it holds none."""
+    probes = [m for m in module.modules() if isinstance(m, AttentionProbe)]
+    if not probes:
+        raise ValueError(f"{type(module).__name__} holds no AttentionProbe to name {name!r}")
+    for index, probe in enumerate(probes):
+        probe.map_name = name if len(probes) == 1 else f"{name}_{index_label}{index}"
+
+
 def attention_probe_descriptions(network: nn.Module) -> dict[str, str]:
-    """Which maps ``network`` exposes: probe name -> description."""
-    return {name: probe.description for name, probe in attention_probes(network).items()}
+    """Which maps ``network`` exposes: map name -> description."""
+    return {probe.map_name: probe.description for probe in attention_probes(network).values()}
 
