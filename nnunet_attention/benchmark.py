@@ -18,6 +18,11 @@ The reference is the network the plan names, built as ``nnUNetTrainer`` builds i
 in :mod:`nnunet_attention.plan_presets`. Output: a markdown table (printed, and saved with a bar chart of
 the ratios to the reference as PNG in ``--output``).
 
+On a CPU each plan runs at batch :data:`CPU_BATCH_SIZE` unless ``--batch-size`` says otherwise (nnU-Net's GPU
+batch, e.g. 56 on ACDC 2d, takes hours per network on a CPU), and the run says so. Progress goes to stderr, one
+line per network. Ctrl-C stops the run cleanly: the rows already measured are printed and saved as
+``benchmark_interrupted.md`` / ``.json`` (never under the names of a complete run).
+
     nnunet-attention benchmark [--preset NAME ...] [--plans FILE --configuration C ...] [--device D]
                                [--steps N] [--batch-size B] [--trainers NAME ...] [--output DIR]
 """
@@ -28,6 +33,7 @@ import argparse
 import json
 import multiprocessing
 import resource
+import signal
 import statistics
 import sys
 import time
@@ -44,6 +50,16 @@ from .plan_presets import PLAN_PRESETS, BenchmarkPlan
 #: the row every ratio is taken against
 REFERENCE = "nnU-Net (planned U-Net)"
 WARM_UP_STEPS = 2
+#: the batch a CPU run uses where ``--batch-size`` is not given (at most the plan's)
+CPU_BATCH_SIZE = 2
+
+
+class BenchmarkInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`run_benchmark`; :attr:`results` holds the networks measured before it."""
+
+    def __init__(self, results: dict[str, dict[str, Measurement]]):
+        super().__init__()
+        self.results = results
 
 
 @dataclass(frozen=True)
@@ -223,6 +239,15 @@ def _measure_in_fresh_process(arguments: tuple) -> Measurement:
     return measure(*arguments)
 
 
+def _ignore_interrupts() -> None:
+    """In the measuring process: Ctrl-C reaches the whole process group; the parent alone handles it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def progress(message: str) -> None:
+    print(f"[nnunet-attention benchmark] {message}", file=sys.stderr, flush=True)
+
+
 def network_names(trainers: Sequence[str] | None = None) -> list[str]:
     """The reference, then the requested trainers (default: every registered trainer, sorted)."""
     from nnunet_attention.trainers import TRAINERS
@@ -233,19 +258,35 @@ def network_names(trainers: Sequence[str] | None = None) -> list[str]:
     return [REFERENCE, *(trainers or sorted(TRAINERS))]
 
 
+def batch_size_for(plan: BenchmarkPlan, device: str, batch_size: int | None) -> int:
+    """``batch_size`` if given; else the plan's batch on a GPU and at most :data:`CPU_BATCH_SIZE` on a CPU."""
+    if batch_size is not None:
+        return batch_size
+    return min(plan.batch_size, CPU_BATCH_SIZE) if torch.device(device).type == "cpu" else plan.batch_size
+
+
 def run_benchmark(plans: Sequence[BenchmarkPlan], device: str, steps: int, batch_size: int | None = None,
                   trainers: Sequence[str] | None = None,
                   with_inference: bool = True) -> dict[str, dict[str, Measurement]]:
-    """plan label -> network name -> measurement; every network in a fresh (spawned) process."""
+    """plan label -> network name -> measurement; every network in a fresh (spawned) process, announced on
+    stderr. Ctrl-C raises :class:`BenchmarkInterrupted` with the measurements taken so far."""
     context = multiprocessing.get_context("spawn")
-    results = {}
-    for plan in plans:
-        batch = batch_size or plan.batch_size
-        results[plan.label(batch)] = {}
-        for name in network_names(trainers):
-            with context.Pool(1) as pool:
-                arguments = (name, plan, device, steps, batch, with_inference)
-                results[plan.label(batch)][name] = pool.apply(_measure_in_fresh_process, (arguments,))
+    names = network_names(trainers)
+    results: dict[str, dict[str, Measurement]] = {}
+    try:
+        for plan in plans:
+            batch = batch_size_for(plan, device, batch_size)
+            label = plan.label(batch)
+            results[label] = {}
+            for number, name in enumerate(names, start=1):
+                progress(f"{label}: {name} ({number}/{len(names)}) ...")
+                start = time.perf_counter()
+                with context.Pool(1, initializer=_ignore_interrupts) as pool:
+                    arguments = (name, plan, device, steps, batch, with_inference)
+                    results[label][name] = pool.apply(_measure_in_fresh_process, (arguments,))
+                progress(f"{label}: {name} done in {time.perf_counter() - start:.0f} s")
+    except KeyboardInterrupt:
+        raise BenchmarkInterrupted({label: rows for label, rows in results.items() if rows}) from None
     return results
 
 
@@ -262,17 +303,19 @@ COLUMNS = (
 
 
 def markdown_table(results: dict[str, dict[str, Measurement]]) -> str:
-    """One row per plan and network; each measured figure followed by its ratio to the reference."""
+    """One row per plan and network; each measured figure followed by its ratio to the reference ("n/a" where
+    the reference was not measured: an interrupted run)."""
     first = next(iter(next(iter(results.values())).values()))
     columns = [c for c in COLUMNS if getattr(first, c[1]) is not None]
     header = ["plan", "network"] + [part for title, _, _ in columns for part in (title, "x ref")]
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for plan_label, measurements in results.items():
-        reference = measurements[REFERENCE]
+        reference = measurements.get(REFERENCE)
         for name, measurement in measurements.items():
             cells = [plan_label, name]
             for _, attribute, formatted in columns:
-                value, reference_value = getattr(measurement, attribute), getattr(reference, attribute)
+                value = getattr(measurement, attribute)
+                reference_value = getattr(reference, attribute) if reference else 0
                 ratio = f"{value / reference_value:.2f}" if reference_value > 0 else "n/a"
                 cells += [formatted(value), ratio]
             rows.append("| " + " | ".join(cells) + " |")
@@ -356,7 +399,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="configurations of --plans (default: %(default)s)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=5, help="timed steps after the warm-up (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=None, help="instead of the plan's batch size")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help=f"instead of the plan's batch size (default: the plan's on a GPU, at most "
+                             f"{CPU_BATCH_SIZE} on a CPU)")
     parser.add_argument("--trainers", nargs="+", default=None, help="a subset of the trainers (default: all)")
     parser.add_argument("--no-inference", action="store_true", help="skip the sliding-window inference timing")
     parser.add_argument("--output", default="benchmark_results", help="folder for table and chart (%(default)s)")
@@ -372,26 +417,56 @@ def plans_from_arguments(args: argparse.Namespace) -> list[BenchmarkPlan]:
     return [PLAN_PRESETS[name] for name in args.preset or ("acdc-2d", "acdc-3d_fullres")]
 
 
+def cpu_batch_note(plans: Sequence[BenchmarkPlan], device: str, batch_size: int | None) -> str | None:
+    """What a CPU run without ``--batch-size`` says about the batch it runs at, where that is not the plan's."""
+    reduced = [plan for plan in plans if batch_size_for(plan, device, batch_size) != plan.batch_size]
+    if not reduced:
+        return None
+    planned = ", ".join(f"{plan.name} {plan.batch_size}" for plan in reduced)
+    return (f"on a CPU each plan runs at batch {CPU_BATCH_SIZE} rather than its planned batch ({planned}), which "
+            f"takes hours per network on a CPU; ratios to the reference stay comparable. Pass --batch-size N to "
+            f"choose the batch")
+
+
+def write_report(output: Path, stem: str, report: str, results: dict[str, dict[str, Measurement]]) -> None:
+    output.mkdir(parents=True, exist_ok=True)
+    (output / f"{stem}.md").write_text(report)
+    (output / f"{stem}.json").write_text(json.dumps(
+        {plan: {name: vars(m) for name, m in measured.items()} for plan, measured in results.items()}, indent=2))
+
+
 def run_from_arguments(args: argparse.Namespace) -> str:
-    """Run the benchmark the arguments ask for; print and save the table and chart; return the markdown."""
+    """Run the benchmark the arguments ask for; print and save the table and chart; return the markdown. On
+    Ctrl-C, print and save the rows measured so far as ``benchmark_interrupted`` and raise
+    :class:`BenchmarkInterrupted`."""
     if args.steps < 1:
         raise ValueError(f"--steps must be at least 1, got {args.steps}")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     plans = plans_from_arguments(args)
     device = torch.device(args.device)
+    note = cpu_batch_note(plans, args.device, args.batch_size)
+    if note:
+        progress(note)
     sections = []
     if args.gaussian_axial:
         sections += [f"## Gaussian axial attention, 64 channels, batch 2 ({device_description(device)})",
                      gaussian_attention_table(device, args.steps * 4)]
-    results = run_benchmark(plans, args.device, args.steps, args.batch_size, args.trainers, not args.no_inference)
     step_kind = "AMP" if device.type == "cuda" else "fp32"
-    sections += [f"## Networks on nnU-Net plans ({device_description(device)}; train step {step_kind}, "
-                 f"median of {args.steps})", markdown_table(results)]
-    report = "\n\n".join(sections) + "\n"
+    heading = (f"## Networks on nnU-Net plans ({device_description(device)}; train step {step_kind}, "
+               f"median of {args.steps})")
     output = Path(args.output)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "benchmark.md").write_text(report)
-    (output / "benchmark.json").write_text(json.dumps(
-        {plan: {name: vars(m) for name, m in measured.items()} for plan, measured in results.items()}, indent=2))
+    try:
+        results = run_benchmark(plans, args.device, args.steps, args.batch_size, args.trainers, not args.no_inference)
+    except BenchmarkInterrupted as interrupted:
+        if interrupted.results:
+            report = "\n\n".join([*sections, heading + ": INTERRUPTED, the networks measured before Ctrl-C",
+                                   markdown_table(interrupted.results)]) + "\n"
+            write_report(output, "benchmark_interrupted", report, interrupted.results)
+            print(report)
+        raise
+    report = "\n\n".join([*sections, heading, markdown_table(results)]) + "\n"
+    write_report(output, "benchmark", report, results)
     ratio_chart(results, output / "benchmark.png")
     print(report)
     return report

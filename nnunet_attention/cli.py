@@ -118,9 +118,15 @@ def _add_benchmark_parser(subparsers) -> None:
 
 
 def _run_benchmark(args: argparse.Namespace) -> int:
-    from .benchmark import run_from_arguments
+    from .benchmark import BenchmarkInterrupted, run_from_arguments
 
-    run_from_arguments(args)
+    try:
+        run_from_arguments(args)
+    except BenchmarkInterrupted as interrupted:
+        done = sum(len(rows) for rows in interrupted.results.values())
+        saved = f"; they are printed above and saved in {args.output}/benchmark_interrupted.md" if done else ""
+        print(f"nnunet-attention benchmark: interrupted (Ctrl-C) after {done} network(s){saved}", file=sys.stderr)
+        return 130
     return 0
 
 

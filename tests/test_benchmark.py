@@ -2,6 +2,10 @@
 plans file building every trainer's network, and one small run through the command line."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -10,7 +14,7 @@ from nnunet_attention.trainers import TRAINERS
 from torch import nn
 
 from nnunet_attention import cli
-from nnunet_attention.benchmark import REFERENCE, build_network, forward_flops, network_names
+from nnunet_attention.benchmark import REFERENCE, batch_size_for, build_network, forward_flops, network_names
 from nnunet_attention.plan_presets import PLAN_PRESETS, BenchmarkPlan, plain_unet_architecture
 
 
@@ -46,10 +50,11 @@ def test_every_preset_builds_every_network(preset):
         assert sum(p.numel() for p in network.parameters()) > 0, name
 
 
-def write_tiny_plans(folder, dataset_json=True):
+def write_tiny_plans(folder, dataset_json=True, batch_size=2):
     """A 2d plan of 3 stages on 32 x 32 patches (nnU-Net's format), with a dataset.json of 2 channels, 3 labels."""
     configuration = {
-        "patch_size": [32, 32], "batch_size": 2, "spacing": [1.0, 1.0], "median_image_size_in_voxels": [40.0, 36.0],
+        "patch_size": [32, 32], "batch_size": batch_size, "spacing": [1.0, 1.0],
+        "median_image_size_in_voxels": [40.0, 36.0],
         "architecture": plain_unet_architecture([[3, 3]] * 3, [[1, 1], [2, 2], [2, 2]], 64),
     }
     plans = {"dataset_name": "Dataset123_Tiny", "original_median_shape_after_transp": [3, 40, 36],
@@ -93,3 +98,56 @@ def test_benchmark_refuses_a_plans_file_without_its_dataset_json(tmp_path, capsy
     plans_file = write_tiny_plans(tmp_path, dataset_json=False)
     assert cli.main(["benchmark", "--plans", str(plans_file), "--configuration", "2d", "--device", "cpu"]) == 2
     assert "no dataset.json beside" in capsys.readouterr().err
+
+
+def benchmark_process(*arguments: str, **popen_arguments) -> subprocess.Popen:
+    """``nnunet-attention benchmark ARGUMENTS`` as a user starts it: a fresh process (its own process group, so a
+    test can send Ctrl-C to the group as a terminal does)."""
+    return subprocess.Popen([sys.executable, "-m", "nnunet_attention.cli", "benchmark", *arguments],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            **popen_arguments)
+
+
+def test_cpu_runs_the_presets_at_a_small_batch_unless_told_otherwise():
+    acdc_2d = PLAN_PRESETS["acdc-2d"]
+    assert acdc_2d.batch_size == 56
+    assert batch_size_for(acdc_2d, "cpu", None) == 2
+    assert batch_size_for(acdc_2d, "cuda", None) == 56
+    assert batch_size_for(acdc_2d, "cpu", 8) == 8
+
+
+def test_cpu_run_says_it_shrinks_the_batch_and_reports_progress_per_network(tmp_path):
+    plans_file = write_tiny_plans(tmp_path / "plans", batch_size=4)
+    trainer = "nnUNetTrainerMCANet"
+    process = benchmark_process("--plans", str(plans_file), "--configuration", "2d", "--trainers", trainer,
+                                "--steps", "1", "--no-inference", "--device", "cpu", "--output", str(tmp_path / "out"))
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr
+    assert ("on a CPU each plan runs at batch 2 rather than its planned batch (Dataset123_Tiny 2d 4)" in stderr
+            and "Pass --batch-size N" in stderr)
+    label = "Dataset123_Tiny 2d [32, 32] b2"
+    progress = [line for line in stderr.splitlines() if line.startswith("[nnunet-attention benchmark] " + label)]
+    assert [line.split(": ", 1)[1].rsplit(" in ", 1)[0] for line in progress] == [
+        f"{REFERENCE} (1/2) ...", f"{REFERENCE} done", f"{trainer} (2/2) ...", f"{trainer} done"]
+    assert [row.split(" | ")[1] for row in stdout.splitlines() if row.startswith("| " + label)] == [REFERENCE, trainer]
+
+
+def test_ctrl_c_keeps_the_rows_measured_and_ends_with_a_message_not_a_traceback(tmp_path):
+    plans_file = write_tiny_plans(tmp_path / "plans")
+    output = tmp_path / "out"
+    process = benchmark_process("--plans", str(plans_file), "--configuration", "2d", "--trainers",
+                                "nnUNetTrainerMSGA", "--steps", "200", "--device", "cpu", "--output", str(output))
+    for line in process.stderr:  # Ctrl-C once the reference is measured, while the next network runs
+        if f"{REFERENCE} done" in line:
+            os.killpg(process.pid, signal.SIGINT)
+            break
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "interrupted (Ctrl-C) after 1 network(s)" in stderr and "benchmark_interrupted.md" in stderr
+    assert "Traceback" not in stderr, stderr
+    rows = [row.split(" | ")[1] for row in stdout.splitlines() if row.startswith("| Dataset123_Tiny")]
+    assert rows == [REFERENCE]
+    assert "INTERRUPTED" in (output / "benchmark_interrupted.md").read_text()
+    assert list(json.loads((output / "benchmark_interrupted.json").read_text())["Dataset123_Tiny 2d [32, 32] b2"]) == [
+        REFERENCE]
+    assert not (output / "benchmark.md").exists() and not (output / "benchmark.json").exists()
