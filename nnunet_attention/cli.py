@@ -34,7 +34,10 @@ def _add_demo_parser(subparsers) -> None:
         help="holds nnUNet_raw, nnUNet_preprocessed, nnUNet_results and the log (default: %(default)s)",
     )
     parser.add_argument("--fold", default="0", help="fold to train, 0-4 or 'all' (default: %(default)s)")
-    parser.add_argument("--quiet", action="store_true", help="do not echo nnU-Net's training log")
+    shown = parser.add_mutually_exclusive_group()
+    shown.add_argument("--quiet", action="store_true", help="show no training progress (the log has it all)")
+    shown.add_argument("--verbose", action="store_true",
+                       help="show nnU-Net's whole training output instead of one line per epoch")
 
 
 def _add_synth_parser(subparsers) -> None:
@@ -141,7 +144,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         device=args.device,
         workdir=args.workdir,
         fold=args.fold,
-        echo_training=not args.quiet,
+        training_output="none" if args.quiet else "all" if args.verbose else "epochs",
     )
     timings = ", ".join(f"{name} {seconds:.0f}s" for name, seconds in result.seconds_per_step.items())
     print(f"[nnunet-attention demo] attention maps of this model: {result.attention_maps_command}")

@@ -1,8 +1,10 @@
 """The main job on a built-in default: synthetic data -> plan -> preprocess -> train -> predict -> evaluate.
 
 Every step is the stock nnU-Net command, run in a subprocess with its three folders under ``workdir``;
-training uses a short-schedule subclass of the chosen trainer. Prints a per-label Dice table on the
-held-out cases, the mean Dice on its last line.
+training uses a short-schedule subclass of the chosen trainer. The console shows each step and one line per
+training epoch (``training_output="epochs"``; ``"all"``: nnU-Net's whole output; ``"none"``); every command's
+full output goes to ``workdir/demo.log``. Prints a per-label Dice table on the held-out cases, the mean Dice
+on its last line.
 """
 
 from __future__ import annotations
@@ -11,12 +13,16 @@ import difflib
 import json
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from .nnunet_commands import evaluate_arguments, nnunet_environment, predict_arguments, run_nnunet_command
 from .schedules import with_ext_trainer_folder, write_short_schedule_trainer
 from .synth import LABELS, SynthSpec, write_dataset
+from .training_console import TrainingConsole
 
+#: what the console shows of nnUNetv2_train
+TRAINING_OUTPUTS = ("epochs", "all", "none")
 #: the synthetic dataset the demo generates for each configuration
 DEMO_DATASETS = {
     "2d": SynthSpec(dataset_id=990, name="SynthAttention2D", shape=(64, 80), spacing=(1.0, 1.0), n_train=20, n_test=6),
@@ -110,10 +116,12 @@ def run_demo(
     device: str = "auto",
     workdir: str | Path = "nnunet_attention_demo",
     fold: str = "0",
-    echo_training: bool = True,
+    training_output: str = "epochs",
 ) -> DemoResult:
     if configuration not in DEMO_DATASETS:
         raise ValueError(f"configuration must be one of {sorted(DEMO_DATASETS)}, got {configuration!r}")
+    if training_output not in TRAINING_OUTPUTS:
+        raise ValueError(f"training_output must be one of {TRAINING_OUTPUTS}, got {training_output!r}")
     device = resolve_device(device)
     trainer_class = resolve_trainer(trainer)  # before anything is written or run: a typo fails at once
     workdir = Path(workdir).resolve()
@@ -125,6 +133,13 @@ def run_demo(
 
     def step(title: str) -> None:
         print(f"[nnunet-attention demo] {title}", flush=True)
+
+    def show_epochs(console: TrainingConsole, line: str) -> None:
+        if (summary := console(line)) is not None:
+            print(f"[nnunet-attention demo]   {summary}", flush=True)
+
+    on_training_line = {"epochs": partial(show_epochs, TrainingConsole(epochs, fold)),
+                        "all": partial(print, end="", flush=True), "none": None}[training_output]
 
     step(f"synthetic dataset {spec.folder_name} and its {configuration} plan (log: {log_file})")
     seconds.update(prepare_dataset(spec, configuration, environment, log_file))
@@ -140,7 +155,7 @@ def run_demo(
         ["nnUNetv2_train", spec.dataset_id, configuration, fold, "-tr", short_trainer, "-device", device],
         environment,
         log_file,
-        echo=echo_training,
+        on_line=on_training_line,
     )
 
     predictions = workdir / "predictions" / f"{short_trainer}__{configuration}"

@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
@@ -55,9 +55,10 @@ def run_nnunet_command(
     arguments: Sequence[str],
     environment: dict[str, str],
     log_file: str | os.PathLike,
-    echo: bool = False,
+    on_line: Callable[[str], None] | None = None,
 ) -> float:
-    """Run one command, its output appended to ``log_file`` (and echoed if asked); return seconds taken.
+    """Run one command, its output appended to ``log_file`` and each line passed to ``on_line`` (e.g. ``print``,
+    or a filter that shows progress); return seconds taken.
 
     Raises NNUNetCommandError with the command line and the last lines of its output if it fails.
     """
@@ -78,8 +79,8 @@ def run_nnunet_command(
         for line in process.stdout:
             log.write(line)
             tail = (tail + [line])[-40:]
-            if echo:
-                print(line, end="", flush=True)
+            if on_line is not None:
+                on_line(line)
         returncode = process.wait()
     if returncode != 0:
         raise NNUNetCommandError(

@@ -197,16 +197,19 @@ def untrained_dice(workdir: Path, configuration: str, trainer_class: type) -> fl
 
 def run_demo_command(trainer: str, configuration: str, epochs: int, iterations: int,
                      workdir: Path) -> tuple[float, str]:
-    """``nnunet-attention demo`` in a fresh process: (its mean Dice, its console output)."""
+    """``nnunet-attention demo`` in a fresh process: (its mean Dice, its console output: stdout and stderr)."""
     command = [sys.executable, "-m", "nnunet_attention.cli", "demo", "--trainer", trainer, "--config", configuration,
-               "--epochs", str(epochs), "--iterations", str(iterations), "--device", "cpu", "--workdir", str(workdir),
-               "--quiet"]
+               "--epochs", str(epochs), "--iterations", str(iterations), "--device", "cpu", "--workdir", str(workdir)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     last_line = result.stdout.strip().splitlines()[-1]
     match = re.fullmatch(r"mean Dice: (\d\.\d+)", last_line)
     assert match, f"the demo's last line should be the mean Dice, got {last_line!r}"
-    return float(match.group(1)), result.stdout
+    return float(match.group(1)), result.stdout + result.stderr
+
+
+#: nnU-Net's start-up chatter and its dependencies' warnings: in the demo's log, not on its console
+NNUNET_NOISE = ("hiddenlayer", "torch.jit.interface", "Searching in", "Please cite", "This is the configuration")
 
 
 def test_reference_trainer_through_the_demo_and_every_stock_command(prepared_workdirs, tmp_path):
@@ -218,6 +221,13 @@ def test_reference_trainer_through_the_demo_and_every_stock_command(prepared_wor
     dice, console = run_demo_command(trainer_name, configuration, epochs, iterations, workdir)
     assert dice > bar
     assert untrained_dice(workdir, configuration, TRAINERS[trainer_name]) < bar
+
+    # the console: one line per epoch, nnU-Net's noise only in the log
+    epoch_lines = re.findall(r"^\[nnunet-attention demo\]   epoch (\d+)/(\d+): train loss ", console, re.MULTILINE)
+    assert epoch_lines == [(str(epoch), str(epochs)) for epoch in range(1, epochs + 1)], console[-3000:]
+    log = (workdir / "demo.log").read_text()
+    for noise in NNUNET_NOISE:
+        assert noise not in console and noise in log, noise
 
     # the attention-maps command the demo prints works as printed: it finds the demo's short-schedule trainer
     # without nnUNet_extTrainer naming the demo's trainers folder
