@@ -48,6 +48,7 @@ from torch import nn
 from .architectures.blocks.attention_probe import attention_probes, capture_attention_maps
 from .architectures.blocks.interpolation import resize_linear
 from .atomic import atomic_path
+from .nnunet_commands import nnunet_chatter_hidden
 from .schedules import with_ext_trainer_folder
 
 
@@ -312,11 +313,11 @@ def export_attention_maps(
     is preprocessed with its image and appended as one-hot channels of the foreground labels."""
     check_model_folder(Path(model_folder), folds, checkpoint_name)
     device = torch.device(device)
-    predictor = AttentionMapPredictor(
-        device=device, use_mirroring=use_mirroring, perform_everything_on_device=device.type == "cuda",
-        allow_tqdm=False, verbose=False,
-    )
-    with demo_trainers_findable(Path(model_folder)):
+    with nnunet_chatter_hidden(), demo_trainers_findable(Path(model_folder)):
+        predictor = AttentionMapPredictor(
+            device=device, use_mirroring=use_mirroring, perform_everything_on_device=device.type == "cuda",
+            allow_tqdm=False, verbose=False,
+        )
         predictor.initialize_from_trained_model_folder(str(model_folder), tuple(folds), checkpoint_name)
     file_ending = predictor.dataset_json["file_ending"]
     cases = create_lists_from_splitted_dataset_folder(str(input_folder), file_ending)

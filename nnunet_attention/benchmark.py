@@ -251,10 +251,12 @@ def progress(message: str) -> None:
 def network_names(trainers: Sequence[str] | None = None) -> list[str]:
     """The reference, then the requested trainers (default: every registered trainer, sorted)."""
     from nnunet_attention.trainers import TRAINERS
+    from nnunet_attention.trainers.base import did_you_mean
 
     unknown = sorted(set(trainers or ()) - set(TRAINERS))
     if unknown:
-        raise ValueError(f"unknown trainer(s) {unknown}; registered: {sorted(TRAINERS)}")
+        hints = "".join(did_you_mean(name) for name in unknown)
+        raise ValueError(f"unknown trainer(s) {unknown}: {hints}registered: {', '.join(sorted(TRAINERS))}")
     return [REFERENCE, *(trainers or sorted(TRAINERS))]
 
 

@@ -9,14 +9,19 @@ on its last line.
 
 from __future__ import annotations
 
-import difflib
 import json
 import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from .nnunet_commands import evaluate_arguments, nnunet_environment, predict_arguments, run_nnunet_command
+from .nnunet_commands import (
+    evaluate_arguments,
+    nnunet_chatter_hidden,
+    nnunet_environment,
+    predict_arguments,
+    run_nnunet_command,
+)
 from .schedules import with_ext_trainer_folder, write_short_schedule_trainer
 from .synth import LABELS, SynthSpec, write_dataset
 from .training_console import TrainingConsole
@@ -55,16 +60,17 @@ def resolve_trainer(trainer_name: str) -> type:
     """Our trainers directly; any other name through nnU-Net's lookup (its trainers and nnUNet_extTrainer). An
     unknown name raises a ValueError that suggests the closest of our trainers' names."""
     from nnunet_attention.trainers import TRAINERS
+    from nnunet_attention.trainers.base import did_you_mean
 
     if trainer_name in TRAINERS:
         return TRAINERS[trainer_name]
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
     try:
-        return recursive_find_trainer_class_by_name(trainer_name)
+        with nnunet_chatter_hidden():
+            return recursive_find_trainer_class_by_name(trainer_name)
     except RuntimeError as error:
-        close = difflib.get_close_matches(trainer_name, [*TRAINERS, "nnUNetTrainer"], n=1, cutoff=0.6)
-        suggestion = f"did you mean {close[0]}? " if close else ""
+        suggestion = did_you_mean(trainer_name, ("nnUNetTrainer",))
         raise ValueError(
             f"unknown trainer {trainer_name!r}: {suggestion}It is neither one of ours ({', '.join(sorted(TRAINERS))}) "
             f"nor an nnU-Net trainer nor in nnUNet_extTrainer"

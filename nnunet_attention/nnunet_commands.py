@@ -6,16 +6,30 @@ here works from a shell.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 
 class NNUNetCommandError(RuntimeError):
     """A stock nnU-Net command exited with an error; the message holds the command and its output tail."""
+
+
+@contextlib.contextmanager
+def nnunet_chatter_hidden() -> Iterator[io.StringIO]:
+    """Inside, what nnU-Net's in-process trainer search prints (every folder and module it inspects) is kept off
+    the console, and so is the warning that importing its trainers raises (timm uses the deprecated
+    ``torch.jit.interface``). Yields the printed text. Errors still propagate with their own messages."""
+    printed = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(printed):
+        warnings.filterwarnings("ignore", message="`torch.jit.interface` is deprecated", category=FutureWarning)
+        yield printed
 
 
 def nnunet_environment(workdir: str | os.PathLike, device: str, base: dict[str, str] | None = None) -> dict[str, str]:

@@ -38,8 +38,10 @@ def test_forward_flops_count_convolutions_and_attention_exactly():
 
 def test_every_registered_trainer_is_benchmarked_beside_the_reference():
     assert network_names() == [REFERENCE, *sorted(TRAINERS)]
-    with pytest.raises(ValueError, match="unknown trainer\\(s\\) \\['nnUNetTrainerNope'\\]"):
+    with pytest.raises(ValueError, match="unknown trainer\\(s\\) \\['nnUNetTrainerNope'\\]: registered: "):
         network_names(["nnUNetTrainerNope"])
+    with pytest.raises(ValueError, match="\\['nnUNetTrainerMcaNet'\\]: did you mean nnUNetTrainerMCANet\\? "):
+        network_names(["nnUNetTrainerMcaNet"])
 
 
 @pytest.mark.parametrize("preset", sorted(PLAN_PRESETS))

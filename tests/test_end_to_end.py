@@ -212,7 +212,7 @@ def run_demo_command(trainer: str, configuration: str, epochs: int, iterations: 
 NNUNET_NOISE = ("hiddenlayer", "torch.jit.interface", "Searching in", "Please cite", "This is the configuration")
 
 
-def test_reference_trainer_through_the_demo_and_every_stock_command(prepared_workdirs, tmp_path):
+def test_reference_trainer_through_the_demo_and_every_stock_command(prepared_workdirs, tmp_path, capfd):
     """Demo (train, predict, evaluate), then predict from the model folder, ensemble, evaluate, find the best
     configuration among two trainers; an untrained network stays below the bar the trained one clears."""
     trainer_name, configuration = REFERENCE_TRAINER, "2d"
@@ -234,7 +234,12 @@ def test_reference_trainer_through_the_demo_and_every_stock_command(prepared_wor
     printed = re.search(r"attention maps of this model: nnunet-attention (.+)", console)
     assert printed, console[-2000:]
     assert str(workdir / "trainers") not in os.environ.get("nnUNet_extTrainer", "")
+    capfd.readouterr()
     assert cli.main(printed.group(1).split()) == 0
+    maps_console = capfd.readouterr()
+    assert maps_console.out.strip().splitlines()[-1].startswith("[nnunet-attention attention-maps] wrote the maps of")
+    for noise in NNUNET_NOISE:
+        assert noise not in maps_console.out + maps_console.err, noise
     maps_folder = Path(printed.group(1).split()[printed.group(1).split().index("-o") + 1])
     assert len(list(maps_folder.glob("*/maps.json"))) == DEMO_DATASETS[configuration].n_test
 

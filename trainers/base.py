@@ -9,6 +9,7 @@ nnU-Net's. Every concrete trainer defined in :mod:`nnunet_attention.trainers` re
 
 from __future__ import annotations
 
+import difflib
 import os
 import pydoc
 from typing import Any, ClassVar
@@ -24,6 +25,13 @@ from .checkpoints import check_weights_fit, read_checkpoint
 
 #: trainer class name -> class, filled by every concrete trainer of this package as it is defined
 TRAINERS: dict[str, type[AttentionTrainerBase]] = {}
+
+def did_you_mean(trainer_name: str, candidates: tuple[str, ...] = ()) -> str:
+    """``"did you mean X? "`` for the registered trainer (or one of ``candidates``) closest to a misspelt
+    ``trainer_name``; ``""`` when none is close."""
+    close = difflib.get_close_matches(trainer_name, [*TRAINERS, *candidates], n=1, cutoff=0.6)
+    return f"did you mean {close[0]}? " if close else ""
+
 
 #: the plan architectures whose ``arch_kwargs`` our architectures understand
 SUPPORTED_PLAN_ARCHITECTURES = (
