@@ -150,9 +150,10 @@ def training_loss(outputs) -> nn.Module:
 def training_step(network: nn.Module, plan: BenchmarkPlan, batch_size: int, device: torch.device,
                   amp: bool) -> Callable[[], None]:
     """One nnU-Net training step on random data: SGD (lr 1e-2, Nesterov momentum 0.99), gradient clipping at
-    12, and on CUDA fp16 autocast with a GradScaler, as ``nnUNetTrainer.train_step`` does."""
+    12, and with ``amp`` fp16 autocast, with a GradScaler on CUDA, as ``nnUNetTrainer.train_step`` does (on a CPU,
+    ``amp`` gives the tensors CUDA's AMP would hold, for :mod:`nnunet_attention.memory_estimate`)."""
     optimizer = torch.optim.SGD(network.parameters(), 1e-2, momentum=0.99, nesterov=True, weight_decay=3e-5)
-    scaler = torch.amp.GradScaler("cuda") if amp else None
+    scaler = torch.amp.GradScaler("cuda") if amp and device.type == "cuda" else None
     image = torch.randn(batch_size, plan.input_channels, *plan.patch_size, device=device)
     with torch.no_grad():
         outputs = network(image)
@@ -166,7 +167,7 @@ def training_step(network: nn.Module, plan: BenchmarkPlan, batch_size: int, devi
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, enabled=amp):
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
             loss = loss_function(network(image), targets)
         if scaler is None:
             loss.backward()

@@ -1,4 +1,4 @@
-"""``nnunet-attention``: the package's command line (demo, synth, attention-maps, benchmark)."""
+"""``nnunet-attention``: the package's command line (demo, synth, attention-maps, benchmark, plan)."""
 
 from __future__ import annotations
 
@@ -93,6 +93,44 @@ def _add_attention_maps_parser(subparsers) -> None:
                         "segmentations of these images, as for nnUNetv2_predict")
 
 
+def _add_plan_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "plan",
+        help="nnU-Net's experiment planning with a trainer's network in its memory estimate",
+        description="Run nnU-Net's experiment planner (after nnUNetv2_extract_fingerprint) so that patch and batch "
+        "fit the GPU memory target for the trainer's network instead of nnU-Net's plain U-Net: every candidate's "
+        "estimate is nnU-Net's times the ratio of the two networks' training-step peaks (fake tensors, fp16 "
+        "autocast, batch 2). Writes an ordinary plans file for nnUNetv2_train/predict -p.",
+    )
+    parser.add_argument("-d", type=int, required=True, dest="dataset_id", help="dataset ID")
+    parser.add_argument("-tr", required=True, dest="trainer", help="trainer to plan for, e.g. nnUNetTrainerMTUNet")
+    parser.add_argument("-c", nargs="+", default=["2d", "3d_fullres", "3d_lowres"], dest="configurations",
+                        help="configurations to preprocess with --preprocess (default: %(default)s)")
+    parser.add_argument("-gpu_memory_target", type=float, default=None,
+                        help="GPU memory target in GB (default: the planner's, 8 for nnU-Net's default planner)")
+    parser.add_argument("-pl", default="ExperimentPlanner", dest="planner",
+                        help="nnU-Net planner class, e.g. nnUNetPlannerResEncM (default: %(default)s)")
+    parser.add_argument("-overwrite_plans_name", default=None, dest="plans_name",
+                        help="plans name (default: nnUNetPlans_<trainer without nnUNetTrainer>, e.g. "
+                        "nnUNetPlans_MTUNet)")
+    parser.add_argument("--preprocess", action="store_true", help="also run nnU-Net's preprocessing of -c")
+    parser.add_argument("-np", type=int, default=4, dest="num_processes",
+                        help="preprocessing processes per configuration (default: %(default)s)")
+
+
+def _run_plan(args: argparse.Namespace) -> int:
+    from .planning import plan_for_trainer, plans_summary
+
+    plans, plans_name = plan_for_trainer(args.dataset_id, args.trainer, args.gpu_memory_target, args.planner,
+                                         args.plans_name, tuple(args.configurations), args.preprocess,
+                                         args.num_processes)
+    print(f"[nnunet-attention plan] {plans_name} for {args.trainer}:")
+    print(plans_summary(plans))
+    print(f"[nnunet-attention plan] train with: nnUNetv2_train {args.dataset_id} CONFIGURATION FOLD -tr {args.trainer} "
+          f"-p {plans_name}")
+    return 0
+
+
 def _run_attention_maps(args: argparse.Namespace) -> int:
     from .attention_maps import export_attention_maps
     from .demo import resolve_device
@@ -184,9 +222,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_synth_parser(subparsers)
     _add_attention_maps_parser(subparsers)
     _add_benchmark_parser(subparsers)
+    _add_plan_parser(subparsers)
     args = parser.parse_args(argv)
     handlers = {"demo": _run_demo, "synth": _run_synth, "attention-maps": _run_attention_maps,
-                "benchmark": _run_benchmark}
+                "benchmark": _run_benchmark, "plan": _run_plan}
     try:
         return handlers[args.command](args)
     except (ValueError, FileExistsError, NNUNetCommandError) as error:

@@ -28,9 +28,15 @@ TRAINERS: dict[str, type[AttentionTrainerBase]] = {}
 
 def did_you_mean(trainer_name: str, candidates: tuple[str, ...] = ()) -> str:
     """``"did you mean X? "`` for the registered trainer (or one of ``candidates``) closest to a misspelt
-    ``trainer_name``; ``""`` when none is close."""
-    close = difflib.get_close_matches(trainer_name, [*TRAINERS, *candidates], n=1, cutoff=0.6)
-    return f"did you mean {close[0]}? " if close else ""
+    ``trainer_name``; ``""`` when none is close. Names are compared without nnU-Net's common ``nnUNetTrainer``
+    prefix and ignoring case, so the prefix alone makes no name close."""
+
+    def distinctive(name: str) -> str:
+        return name.removeprefix("nnUNetTrainer").lower()
+
+    names = {distinctive(name): name for name in [*TRAINERS, *candidates]}
+    close = difflib.get_close_matches(distinctive(trainer_name), list(names), n=1, cutoff=0.6)
+    return f"did you mean {names[close[0]]}? " if close else ""
 
 
 #: the plan architectures whose ``arch_kwargs`` our architectures understand

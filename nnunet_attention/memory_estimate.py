@@ -1,0 +1,68 @@
+"""What one training step holds at its peak, computed without running it: PyTorch's fake tensors (shapes and
+dtypes, no data) run the step as :func:`nnunet_attention.benchmark.training_step` does, and PyTorch's
+``MemTracker`` adds up the bytes of every tensor alive at each moment (parameters, gradients, optimizer state,
+activations autograd saves, temporaries). No GPU and no real memory are needed, and a step takes a few seconds
+whatever the patch and batch, which makes it usable inside nnU-Net's patch search.
+
+With ``half_precision`` the step runs under fp16 autocast, so activations take 2 bytes where CUDA's AMP keeps
+them in fp16; without, float32 as on a CPU. What the estimate leaves out: the allocator's rounding and
+fragmentation, cuDNN/oneDNN workspaces and the CUDA context. :mod:`nnunet_attention.planning` therefore uses
+it only as a ratio to nnU-Net's plain U-Net on the same candidate, whose absolute scale nnU-Net calibrated.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+from .benchmark import build_network, training_step
+from .plan_presets import BenchmarkPlan
+
+
+class PeakLiveBytes(TorchDispatchMode):
+    """Counts the bytes of every tensor storage that the ops run under it create, while the storage lives
+    (views and in-place results share their base's storage and add nothing); :attr:`peak` is the most alive
+    at once. Costs one dictionary lookup per op output, so a whole training step takes seconds."""
+
+    def __init__(self):
+        super().__init__()
+        self.current = self.peak = 0
+        self._alive: dict[int, weakref.ref] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        output = func(*args, **(kwargs or {}))
+        for leaf in tree_leaves(output):
+            if isinstance(leaf, torch.Tensor):
+                self._count(leaf.untyped_storage())
+        return output
+
+    def _count(self, storage: torch.UntypedStorage) -> None:
+        key = id(storage)
+        if key in self._alive:
+            return
+        size = storage.nbytes()
+        self._alive[key] = weakref.ref(storage, lambda _, key=key, size=size: self._release(key, size))
+        self.current += size
+        self.peak = max(self.peak, self.current)
+
+    def _release(self, key: int, size: int) -> None:
+        del self._alive[key]
+        self.current -= size
+
+
+def training_step_peak_bytes(network_name: str, plan: BenchmarkPlan, batch_size: int,
+                             half_precision: bool = True) -> int:
+    """Peak bytes of one training step of ``network_name`` (a registered trainer or the benchmark's reference:
+    nnU-Net's planned U-Net) on ``plan`` at ``batch_size``: forward with the trainer's deep supervision, its
+    loss, backward, gradient clipping and nnU-Net's SGD step, with the weights, the batch and the optimizer
+    state alive throughout."""
+    tracker = PeakLiveBytes()
+    with FakeTensorMode(), torch.device("cpu"), tracker:
+        network = build_network(network_name, plan)
+        step = training_step(network, plan, batch_size, torch.device("cpu"), amp=half_precision)
+        step()
+    return tracker.peak

@@ -1,0 +1,164 @@
+"""Attention-aware planning: nnU-Net's experiment planner, sizing patch and batch for a trainer's network.
+
+nnU-Net searches the patch (shrinking it axis by axis from the median shape) until its plain U-Net trains at
+the minimum batch of 2 within the GPU memory target, then fills the remaining memory with batch. Its memory
+measure is the sum of the U-Net's conv feature maps (``compute_conv_feature_map_size``), compared with a
+reference calibrated on GPUs (8 GB at batch 12 in 2D, 2 in 3D). Our trainers' networks hold different
+memory on the same candidate.
+
+:func:`attention_aware_planner` subclasses the planner the user picks (nnU-Net's default or a ResEnc planner)
+and changes one thing: the estimate of every candidate is nnU-Net's own, multiplied by the ratio of the
+trainer's training-step peak to the planned U-Net's on that candidate, both at batch 2 under fp16 autocast
+(:func:`~nnunet_attention.memory_estimate.training_step_peak_bytes`). nnU-Net's accept/reject rule, batch
+rule, 5% dataset cap, 3d_lowres search and everything else run unchanged; for the plain U-Net the ratio is 1
+and the plans are nnU-Net's. A candidate the trainer's network cannot be built on counts as too large, so
+the search moves on to smaller patches.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+from .benchmark import REFERENCE
+from .memory_estimate import training_step_peak_bytes
+from .plan_presets import BenchmarkPlan
+
+#: the batch at which the two networks are compared: nnU-Net's minimum, the batch its patch search sizes for
+RATIO_BATCH_SIZE = 2
+#: the plans key where a plan made here records how
+PLANNING_KEY = "attention_aware_planning"
+#: the configuration key where a plan made here records its memory estimate
+ESTIMATE_KEY = "estimated_training_memory"
+
+
+@cache
+def memory_ratio(trainer_name: str, candidate: BenchmarkPlan) -> float:
+    """Training-step peak of ``trainer_name``'s network over that of the plan's U-Net on ``candidate`` (batch 2,
+    fp16 autocast); ``inf`` where the trainer's network cannot be built on it."""
+    if trainer_name == REFERENCE:
+        return 1.0
+    try:
+        trainer_peak = training_step_peak_bytes(trainer_name, candidate, RATIO_BATCH_SIZE)
+    except ValueError:  # the plan's checks: a patch the architecture cannot run
+        return math.inf
+    return trainer_peak / training_step_peak_bytes(REFERENCE, candidate, RATIO_BATCH_SIZE)
+
+
+def candidate_plan(patch_size, input_channels: int, output_channels: int, arch_class_name: str, arch_kwargs: dict,
+                   arch_kwargs_req_import) -> BenchmarkPlan:
+    """One candidate of nnU-Net's search as a plan the benchmark's network builder takes."""
+    configuration = {
+        "patch_size": [int(size) for size in patch_size], "batch_size": RATIO_BATCH_SIZE,
+        "architecture": {"network_class_name": arch_class_name, "arch_kwargs": _frozen_json(arch_kwargs),
+                         "_kw_requires_import": list(arch_kwargs_req_import)},
+    }
+    return BenchmarkPlan("candidate", "candidate", configuration, input_channels, output_channels,
+                         tuple(int(size) for size in patch_size), "nnU-Net's patch search")
+
+
+def _frozen_json(value):
+    """``value`` with tuples and numpy numbers as JSON types, so equal candidates compare (and cache) equal."""
+    if isinstance(value, dict):
+        return {key: _frozen_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_frozen_json(item) for item in value]
+    return value.item() if hasattr(value, "item") else value
+
+
+def attention_aware_planner(base_planner: type, trainer_name: str) -> type:
+    """``base_planner`` (an nnU-Net ``ExperimentPlanner`` class) whose memory estimate is that of
+    ``trainer_name``'s network (see the module docstring); the plans it writes record the trainer under
+    :data:`PLANNING_KEY`."""
+
+    class AttentionAwarePlanner(base_planner):
+        def static_estimate_VRAM_usage(self, patch_size, input_channels, output_channels, arch_class_name,
+                                       arch_kwargs, arch_kwargs_req_import):
+            """nnU-Net's estimate for its planned U-Net on this candidate, times the trainer's memory ratio."""
+            plain = base_planner.static_estimate_VRAM_usage(patch_size, input_channels, output_channels,
+                                                            arch_class_name, arch_kwargs, arch_kwargs_req_import)
+            candidate = candidate_plan(patch_size, input_channels, output_channels, arch_class_name, arch_kwargs,
+                                       arch_kwargs_req_import)
+            return plain * memory_ratio(trainer_name, candidate)
+
+        def get_plans_for_configuration(self, spacing, median_shape, data_identifier, approximate_n_voxels_dataset,
+                                        _cache):
+            """nnU-Net's configuration, plus :data:`ESTIMATE_KEY`: the trainer's memory ratio on the planned
+            patch and its estimated training memory at the planned batch, in GB on nnU-Net's calibration."""
+            plan = super().get_plans_for_configuration(spacing, median_shape, data_identifier,
+                                                       approximate_n_voxels_dataset, _cache)
+            architecture = plan["architecture"]
+            arguments = (plan["patch_size"], len(self.dataset_json["channel_names"]),
+                         len(self.dataset_json["labels"]), architecture["network_class_name"],
+                         architecture["arch_kwargs"], architecture["_kw_requires_import"])
+            two_dimensional = len(plan["patch_size"]) == 2
+            reference_value = self.UNet_reference_val_2d if two_dimensional else self.UNet_reference_val_3d
+            reference_batch = (self.UNet_reference_val_corresp_bs_2d if two_dimensional
+                               else self.UNet_reference_val_corresp_bs_3d)
+            gigabytes_per_sample = (self.UNet_reference_val_corresp_GB * self.static_estimate_VRAM_usage(*arguments)
+                                    / (reference_value * reference_batch))
+            ratio = memory_ratio(trainer_name, candidate_plan(*arguments))
+            plan[ESTIMATE_KEY] = {"memory_ratio_to_planned_unet": ratio,
+                                  "gigabytes_at_batch_2": 2 * gigabytes_per_sample,
+                                  "gigabytes_at_planned_batch": plan["batch_size"] * gigabytes_per_sample}
+            return plan
+
+        def save_plans(self, plans: dict) -> None:
+            plans[PLANNING_KEY] = {"trainer": trainer_name, "base_planner": base_planner.__name__,
+                                   "gpu_memory_target_in_gb": self.UNet_vram_target_GB}
+            super().save_plans(plans)
+
+    AttentionAwarePlanner.__name__ = AttentionAwarePlanner.__qualname__ = f"{base_planner.__name__}For{trainer_name}"
+    return AttentionAwarePlanner
+
+
+def default_plans_name(trainer_name: str) -> str:
+    """``nnUNetPlans_MTUNet`` for ``nnUNetTrainerMTUNet``: beside nnU-Net's own ``nnUNetPlans``."""
+    return f"nnUNetPlans_{trainer_name.removeprefix('nnUNetTrainer')}"
+
+
+def plan_for_trainer(dataset_id: int, trainer_name: str, gpu_memory_target_in_gb: float | None = None,
+                     planner_name: str = "ExperimentPlanner", plans_name: str | None = None,
+                     configurations: tuple[str, ...] = ("2d", "3d_fullres", "3d_lowres"), preprocess: bool = False,
+                     num_processes: int = 4) -> tuple[dict, str]:
+    """Plan dataset ``dataset_id`` (fingerprint extracted, as for ``nnUNetv2_plan_experiment``) for
+    ``trainer_name`` with nnU-Net's planner ``planner_name``; write ``nnUNet_preprocessed/DatasetXXX/<plans
+    name>.json``; with ``preprocess``, preprocess ``configurations`` with nnU-Net's preprocessing. Returns the
+    plans and their name. ``nnUNetTrainer`` plans for nnU-Net's own U-Net (nnU-Net's plans)."""
+    import nnunetv2
+    from batchgenerators.utilities.file_and_folder_operations import join
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import plan_experiment_dataset, preprocess_dataset
+    from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
+
+    from .trainers import TRAINERS
+    from .trainers.base import did_you_mean
+
+    if trainer_name not in (*TRAINERS, "nnUNetTrainer"):
+        raise ValueError(f"unknown trainer {trainer_name!r}: {did_you_mean(trainer_name, ('nnUNetTrainer',))}"
+                         f"plan for one of {', '.join(['nnUNetTrainer', *sorted(TRAINERS)])}")
+    if gpu_memory_target_in_gb is not None and gpu_memory_target_in_gb <= 0:
+        raise ValueError(f"-gpu_memory_target must be positive (GB), got {gpu_memory_target_in_gb}")
+    base_planner = recursive_find_python_class(join(nnunetv2.__path__[0], "experiment_planning"), planner_name,
+                                               current_module="nnunetv2.experiment_planning")
+    if base_planner is None:
+        raise ValueError(f"nnU-Net has no experiment planner {planner_name!r} (e.g. ExperimentPlanner, "
+                         f"nnUNetPlannerResEncM, nnUNetPlannerResEncL)")
+    network = REFERENCE if trainer_name == "nnUNetTrainer" else trainer_name
+    plans_name = plans_name or default_plans_name(trainer_name)
+    plans, plans_identifier = plan_experiment_dataset(
+        dataset_id, attention_aware_planner(base_planner, network), gpu_memory_target_in_gb,
+        overwrite_plans_name=plans_name)
+    if preprocess:
+        preprocess_dataset(dataset_id, plans_identifier, list(configurations), [num_processes] * len(configurations))
+    return plans, plans_identifier
+
+
+def plans_summary(plans: dict) -> str:
+    """Markdown: per configuration the planned patch, batch and stages."""
+    rows = ["| configuration | patch | batch | stages |", "|---|---|---|---|"]
+    for name, configuration in plans["configurations"].items():
+        if "patch_size" in configuration:
+            stages = configuration["architecture"]["arch_kwargs"]["n_stages"]
+            rows.append(f"| {name} | {' x '.join(map(str, configuration['patch_size']))} | "
+                        f"{configuration['batch_size']} | {stages} |")
+    return "\n".join(rows)
