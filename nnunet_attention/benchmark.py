@@ -9,7 +9,9 @@ Per network (each measured in a fresh process, so CPU peak memory is its own):
   Dice+CE or MSGA's, backward, SGD with nnU-Net's settings; median of ``--steps`` after two warm-up steps):
   fp32 on CPU; on CUDA with AMP (fp16 autocast + GradScaler) and with AMP + ``torch.compile``;
 - peak memory of those steps (CUDA: ``max_memory_allocated``; CPU: the process' peak resident memory
-  above what it held before the steps, so weights and imports are not counted);
+  above what it held before the steps, so weights and imports are not counted), and beside it the estimate
+  :mod:`nnunet_attention.memory_estimate` computes without running the step (what ``nnunet-attention plan``
+  uses; fp16 autocast on CUDA, float32 on CPU, as measured);
 - sliding-window inference time for one case of the plan's median size (nnU-Net's predictor, Gaussian
   weighting, step 0.5, no mirroring: test-time mirroring multiplies every network's time alike).
 
@@ -71,6 +73,7 @@ class Measurement:
     step_seconds: float
     peak_mib: float
     inference_seconds: float | None
+    estimated_peak_mib: float
     compiled_step_seconds: float | None = None
 
     @property
@@ -214,6 +217,8 @@ def measure(name: str, plan: BenchmarkPlan, device_name: str, steps: int, batch_
             with_inference: bool) -> Measurement:
     """Every figure of one network on one plan, in the calling process (a fresh one: the training steps
     run first, so the CPU peak they reach is theirs)."""
+    from .memory_estimate import training_step_peak_bytes
+
     device = torch.device(device_name)
     torch.manual_seed(0)
     network = build_network(name, plan).to(device)
@@ -233,7 +238,8 @@ def measure(name: str, plan: BenchmarkPlan, device_name: str, steps: int, batch_
         compiled_seconds = median_seconds(training_step(compiled, plan, batch_size, device, amp), steps, device)
     flops = forward_flops(network, torch.randn(1, plan.input_channels, *plan.patch_size, device=device))
     inference = inference_seconds(name, plan, device) if with_inference else None
-    return Measurement(parameters, flops / 1e9, step_seconds, peak_mib, inference, compiled_seconds)
+    estimate_mib = training_step_peak_bytes(name, plan, batch_size, half_precision=amp) / 2**20
+    return Measurement(parameters, flops / 1e9, step_seconds, peak_mib, inference, estimate_mib, compiled_seconds)
 
 
 def _measure_in_fresh_process(arguments: tuple) -> Measurement:
@@ -301,6 +307,7 @@ COLUMNS = (
     ("GFLOPs / step s", "flop_rate", lambda v: f"{v:.1f}"),
     ("+ compile (s)", "compiled_step_seconds", lambda v: f"{v:.3f}"),
     ("peak memory (MiB)", "peak_mib", lambda v: f"{v:.0f}"),
+    ("estimated peak (MiB)", "estimated_peak_mib", lambda v: f"{v:.0f}"),
     ("inference / case (s)", "inference_seconds", lambda v: f"{v:.2f}"),
 )
 

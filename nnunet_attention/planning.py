@@ -113,8 +113,9 @@ def attention_aware_planner(base_planner: type, trainer_name: str) -> type:
 
 
 def default_plans_name(trainer_name: str) -> str:
-    """``nnUNetPlans_MTUNet`` for ``nnUNetTrainerMTUNet``: beside nnU-Net's own ``nnUNetPlans``."""
-    return f"nnUNetPlans_{trainer_name.removeprefix('nnUNetTrainer')}"
+    """``nnUNetPlans_MTUNet`` for ``nnUNetTrainerMTUNet`` (``nnUNetPlans_UNet`` for ``nnUNetTrainer``): beside
+    nnU-Net's own ``nnUNetPlans``, never over it."""
+    return f"nnUNetPlans_{trainer_name.removeprefix('nnUNetTrainer') or 'UNet'}"
 
 
 def plan_for_trainer(dataset_id: int, trainer_name: str, gpu_memory_target_in_gb: float | None = None,

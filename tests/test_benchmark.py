@@ -85,7 +85,7 @@ def test_benchmark_command_writes_a_table_with_ratios_and_a_chart(tmp_path, caps
     table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| Dataset123_Tiny")]
     assert [row.split(" | ")[1] for row in table] == [REFERENCE, trainer]
     reference_cells = table[0].strip("| ").split(" | ")
-    assert reference_cells[3::2] == ["1.00"] * 6  # every figure's ratio to itself
+    assert reference_cells[3::2] == ["1.00"] * 7  # every figure's ratio to itself
     measured = json.loads((tmp_path / "out" / "benchmark.json").read_text())["Dataset123_Tiny 2d [32, 32] b2"]
     plan = BenchmarkPlan.from_plans_file(plans_file, "2d")
     for name in (REFERENCE, trainer):

@@ -1,0 +1,152 @@
+"""``nnunet-attention plan``: nnU-Net's planner sizing patch and batch for a trainer's network.
+
+Planning runs as users run it, in a fresh process with nnU-Net's folders in the environment (nnU-Net reads them
+at import), on datasets that exist only as a fingerprint (:mod:`fingerprints`). The memory estimate itself is
+checked against a CPU training step's measured peak.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from fingerprints import PRESET_FINGERPRINTS, write_fingerprint_dataset
+from nnunet_attention.trainers import TRAINERS
+
+from nnunet_attention.benchmark import REFERENCE, run_benchmark
+from nnunet_attention.memory_estimate import training_step_peak_bytes
+from nnunet_attention.plan_presets import PLAN_PRESETS
+from nnunet_attention.planning import ESTIMATE_KEY, PLANNING_KEY
+
+#: the presets each fingerprint's plans must reproduce (nnU-Net 2.8.1's default planner, 8 GB)
+PRESETS_OF_FINGERPRINT = {
+    "acdc": {"2d": "acdc-2d", "3d_fullres": "acdc-3d_fullres"},
+    "hippocampus": {"3d_fullres": "hippocampus-3d_fullres"},
+    "prostate": {"3d_fullres": "prostate-3d_fullres"},
+    "braintumour": {"3d_fullres": "braintumour-3d_fullres"},
+}
+DATASET_IDS = {name: 960 + i for i, name in enumerate(PRESET_FINGERPRINTS)}
+
+
+@pytest.fixture(scope="module")
+def fingerprint_folders(tmp_path_factory):
+    """nnU-Net's three folders with every preset fingerprint as a dataset; the environment that names them."""
+    root = tmp_path_factory.mktemp("planning")
+    environment = {**os.environ, **{name: str(root / name) for name in
+                                    ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}}
+    for name, fingerprint in PRESET_FINGERPRINTS.items():
+        write_fingerprint_dataset(fingerprint, DATASET_IDS[name], root / "nnUNet_raw", root / "nnUNet_preprocessed")
+    return root, environment
+
+
+def run(command: list[str], environment: dict) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def planned(root, fingerprint: str, plans_name: str) -> dict:
+    folder = f"Dataset{DATASET_IDS[fingerprint]:03d}_{PRESET_FINGERPRINTS[fingerprint].name}"
+    return json.loads((root / "nnUNet_preprocessed" / folder / f"{plans_name}.json").read_text())
+
+
+def plan_command(fingerprint: str, trainer: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "nnunet_attention.cli", "plan", "-d", str(DATASET_IDS[fingerprint]), "-tr", trainer,
+            *extra]
+
+
+def without_names_and_estimates(configuration: dict) -> dict:
+    return {key: value for key, value in configuration.items() if key not in ("data_identifier", ESTIMATE_KEY)}
+
+
+@pytest.mark.parametrize("fingerprint", sorted(PRESET_FINGERPRINTS))
+def test_planning_for_nnunets_unet_gives_nnunets_own_plans_and_the_presets(fingerprint, fingerprint_folders):
+    root, environment = fingerprint_folders
+    run(["nnUNetv2_plan_experiment", "-d", str(DATASET_IDS[fingerprint])], environment)
+    run(plan_command(fingerprint, "nnUNetTrainer"), environment)
+    nnunet, ours = planned(root, fingerprint, "nnUNetPlans"), planned(root, fingerprint, "nnUNetPlans_UNet")
+    assert sorted(ours["configurations"]) == sorted(nnunet["configurations"])
+    for name, configuration in nnunet["configurations"].items():
+        assert without_names_and_estimates(ours["configurations"][name]) == without_names_and_estimates(configuration)
+    for configuration, preset in PRESETS_OF_FINGERPRINT[fingerprint].items():
+        plan = ours["configurations"][configuration]
+        assert (plan["patch_size"], plan["batch_size"]) == (PLAN_PRESETS[preset].patch_size,
+                                                            PLAN_PRESETS[preset].batch_size)
+        assert plan[ESTIMATE_KEY]["memory_ratio_to_planned_unet"] == 1.0
+    assert ours[PLANNING_KEY] == {"trainer": REFERENCE, "base_planner": "ExperimentPlanner",
+                                  "gpu_memory_target_in_gb": 8}
+
+
+@pytest.mark.parametrize("trainer", sorted(TRAINERS))
+def test_each_trainer_gets_a_plan_within_the_target_smaller_where_its_network_is_heavier(trainer,
+                                                                                        fingerprint_folders):
+    """ACDC at 8 GB: the trainer's estimate at the minimum batch is within the target (nnU-Net's patch rule), its
+    batch is nnU-Net's batch rule on its estimate; where its network needs more memory than nnU-Net's U-Net on
+    nnU-Net's plan, its plan holds fewer voxels per batch, where less, at least as many."""
+    root, environment = fingerprint_folders
+    run(plan_command("acdc", "nnUNetTrainer"), environment)
+    result = run(plan_command("acdc", trainer), environment)
+    plans_name = f"nnUNetPlans_{trainer.removeprefix('nnUNetTrainer')}"
+    assert f"-tr {trainer} -p {plans_name}" in result.stdout
+    reference, ours = planned(root, "acdc", "nnUNetPlans_UNet"), planned(root, "acdc", plans_name)
+    for name in ("2d", "3d_fullres"):
+        plain, plan = reference["configurations"][name], ours["configurations"][name]
+        estimate = plan[ESTIMATE_KEY]
+        assert estimate["gigabytes_at_batch_2"] <= 8
+        per_sample = estimate["gigabytes_at_batch_2"] / 2
+        assert plan["batch_size"] == max(2, min(round(8 / per_sample), five_percent_cap(reference, plan)))
+        voxels, plain_voxels = (np.prod(p["patch_size"]) * p["batch_size"] for p in (plan, plain))
+        ratio_on_nnunets_plan = memory_ratio_on(trainer, plain)
+        if ratio_on_nnunets_plan > 1.05:
+            assert voxels < plain_voxels, (name, ratio_on_nnunets_plan)
+        elif ratio_on_nnunets_plan < 0.95:
+            assert voxels >= plain_voxels, (name, ratio_on_nnunets_plan)
+
+
+def five_percent_cap(plans: dict, configuration: dict) -> int:
+    """nnU-Net's cap on the batch: at most 5% of the dataset's voxels (3d_fullres median x training cases)."""
+    dataset_voxels = np.prod(plans["configurations"]["3d_fullres"]["median_image_size_in_voxels"], dtype=np.float64)
+    return round(dataset_voxels * PRESET_FINGERPRINTS["acdc"].n_training * 0.05
+                 / np.prod(configuration["patch_size"], dtype=np.float64))
+
+
+def memory_ratio_on(trainer: str, configuration: dict) -> float:
+    from nnunet_attention.planning import candidate_plan, memory_ratio
+
+    architecture = configuration["architecture"]
+    candidate = candidate_plan(configuration["patch_size"], 1, 4, architecture["network_class_name"],
+                               architecture["arch_kwargs"], architecture["_kw_requires_import"])
+    return memory_ratio(trainer, candidate)
+
+
+@pytest.mark.parametrize("arguments,message", [
+    (["-tr", "nnUNetTrainerMtUNet"], "unknown trainer 'nnUNetTrainerMtUNet': did you mean nnUNetTrainerMTUNet?"),
+    (["-tr", "nnUNetTrainerMTUNet", "-pl", "NoSuchPlanner"], "nnU-Net has no experiment planner 'NoSuchPlanner'"),
+    (["-tr", "nnUNetTrainerMTUNet", "-gpu_memory_target", "0"], "-gpu_memory_target must be positive"),
+])
+def test_plan_refuses_what_it_cannot_plan_with_a_message(arguments, message, fingerprint_folders):
+    _, environment = fingerprint_folders
+    command = [sys.executable, "-m", "nnunet_attention.cli", "plan", "-d", str(DATASET_IDS["acdc"]), *arguments]
+    result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300)
+    assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
+
+
+#: the CPU runtime's memory beside the tensors (oneDNN's reordered copies and workspaces, allocator caches):
+#: measured resident peak = estimate x [1, RESIDENT_FACTOR] + [0, RESIDENT_OVERHEAD_MIB]
+RESIDENT_FACTOR, RESIDENT_OVERHEAD_MIB = 1.6, 120
+
+
+def test_estimate_matches_a_cpu_training_steps_measured_peak():
+    """Every network on the synthetic 2d and 3d plans, float32 at batch 2: the estimate (tensor bytes) is at most
+    the resident memory one real CPU step adds (the benchmark's measurement, a fresh process per network) and
+    accounts for it up to the CPU runtime's own memory."""
+    plans = [PLAN_PRESETS["synthetic-2d"], PLAN_PRESETS["synthetic-3d_fullres"]]
+    measured = run_benchmark(plans, "cpu", steps=1, batch_size=2, with_inference=False)
+    for plan, measurements in zip(plans, measured.values()):
+        for name, measurement in measurements.items():
+            estimate = training_step_peak_bytes(name, plan, 2, half_precision=False) / 2**20
+            assert measurement.estimated_peak_mib == estimate  # the benchmark's column
+            assert estimate <= measurement.peak_mib <= RESIDENT_FACTOR * estimate + RESIDENT_OVERHEAD_MIB, (
+                plan.name, name, estimate, measurement.peak_mib)
