@@ -573,3 +573,39 @@ def test_fine_tunes_from_its_checkpoint_on_a_dataset_with_other_classes(trainer_
     assert all(tuned[key].shape == pretrained[key].shape for key in transferred)
     difference = torch.cat([(tuned[key] - pretrained[key]).flatten() for key in transferred]).norm()
     assert difference < 0.05 * torch.cat([pretrained[key].flatten() for key in transferred]).norm()
+
+
+#: a memory target small enough that MT-UNet's plan for the 2d demo dataset differs from nnU-Net's (measured:
+#: MT-UNet 56 x 64 in 4 stages, nnU-Net's U-Net 64 x 80 in 5, both at batch 2)
+SMALL_MEMORY_TARGET_GB = 0.05
+
+
+def test_stock_commands_train_and_predict_with_the_plans_made_for_a_trainer(prepared_workdirs, tmp_path):
+    """``nnunet-attention plan --preprocess`` for MT-UNet, then the stock ``nnUNetv2_train -p`` and
+    ``nnUNetv2_predict -p`` with those plans: the model is trained on the planned patch and predicts every case."""
+    trainer_name, configuration = "nnUNetTrainerMTUNet", "2d"
+    workdir = prepared_workdirs(configuration)
+    spec = DEMO_DATASETS[configuration]
+    environment = nnunet_environment(workdir, "cpu")
+    run_nnunet_command([sys.executable, "-m", "nnunet_attention.cli", "plan", "-d", spec.dataset_id, "-tr",
+                        trainer_name, "-c", configuration, "--preprocess", "-np", "1", "-gpu_memory_target",
+                        SMALL_MEMORY_TARGET_GB], environment, tmp_path / "plan.log")
+    plans_name = "nnUNetPlans_MTUNet"
+    plans_file = Path(environment["nnUNet_preprocessed"]) / spec.folder_name / f"{plans_name}.json"
+    planned = json.loads(plans_file.read_text())["configurations"][configuration]
+    default = json.loads(plans_file.with_name("nnUNetPlans.json").read_text())["configurations"][configuration]
+    assert planned["patch_size"] != default["patch_size"]
+
+    short_trainer = write_short_schedule_trainer(workdir / "trainers", TRAINERS[trainer_name], 2, 4, seed=SEED)
+    environment = with_ext_trainer_folder(environment, workdir / "trainers")
+    run_nnunet_command(["nnUNetv2_train", spec.dataset_id, configuration, "0", "-tr", short_trainer, "-p", plans_name,
+                        "-device", "cpu"], environment, tmp_path / "train.log")
+    model_folder = Path(environment["nnUNet_results"]) / spec.folder_name / f"{short_trainer}__{plans_name}__2d"
+    trained_plans = json.loads((model_folder / "plans.json").read_text())["configurations"][configuration]
+    assert trained_plans["patch_size"] == planned["patch_size"]
+    assert (model_folder / "fold_0" / "checkpoint_final.pth").is_file()
+    predictions = tmp_path / "predictions"
+    run_nnunet_command(predict_arguments(Path(environment["nnUNet_raw"]) / spec.folder_name / "imagesTs", predictions,
+                                         spec.dataset_id, configuration, short_trainer, "0", "cpu", "-p", plans_name),
+                       environment, tmp_path / "predict.log")
+    assert len(list(predictions.glob("*.nii.gz"))) == spec.n_test
