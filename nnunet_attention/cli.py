@@ -114,18 +114,28 @@ def _add_plan_parser(subparsers) -> None:
                         help="plans name (default: nnUNetPlans_<trainer without nnUNetTrainer>, e.g. "
                         "nnUNetPlans_MTUNet)")
     parser.add_argument("--preprocess", action="store_true", help="also run nnU-Net's preprocessing of -c")
+    parser.add_argument("--verify", action="store_true",
+                        help="CUDA only: run one training step of each planned -c configuration and report its "
+                        "peak allocated memory beside the target")
     parser.add_argument("-np", type=int, default=4, dest="num_processes",
                         help="preprocessing processes per configuration (default: %(default)s)")
 
 
 def _run_plan(args: argparse.Namespace) -> int:
-    from .planning import plan_for_trainer, plans_summary
+    from .planning import plan_for_trainer, plans_summary, require_cuda_for_verify, verify_on_cuda
 
+    if args.verify:  # before planning: say it at once
+        require_cuda_for_verify()
     plans, plans_name = plan_for_trainer(args.dataset_id, args.trainer, args.gpu_memory_target, args.planner,
                                          args.plans_name, tuple(args.configurations), args.preprocess,
                                          args.num_processes)
     print(f"[nnunet-attention plan] {plans_name} for {args.trainer}:")
     print(plans_summary(plans))
+    if args.verify:
+        target = plans["attention_aware_planning"]["gpu_memory_target_in_gb"]
+        configurations = [c for c in args.configurations if "patch_size" in plans["configurations"].get(c, {})]
+        for line in verify_on_cuda(args.dataset_id, plans_name, args.trainer, tuple(configurations), target):
+            print(f"[nnunet-attention plan] {line}")
     print(f"[nnunet-attention plan] train with: nnUNetv2_train {args.dataset_id} CONFIGURATION FOLD -tr {args.trainer} "
           f"-p {plans_name}")
     return 0

@@ -163,3 +163,42 @@ def plans_summary(plans: dict) -> str:
             rows.append(f"| {name} | {' x '.join(map(str, configuration['patch_size']))} | "
                         f"{configuration['batch_size']} | {stages} |")
     return "\n".join(rows)
+
+
+def require_cuda_for_verify() -> None:
+    """A ValueError saying what to do where ``--verify`` cannot run (no CUDA device)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ValueError("--verify runs a training step on CUDA, but torch sees no CUDA device: leave --verify out "
+                         "here and plan (or verify) on the GPU machine")
+
+
+def verify_on_cuda(dataset_id: int, plans_name: str, trainer_name: str, configurations: tuple[str, ...],
+                   gpu_memory_target_in_gb: float) -> list[str]:
+    """One real training step (fp16 AMP, as nnU-Net trains) of each planned configuration on CUDA: per
+    configuration a line with ``torch.cuda.max_memory_allocated`` beside the target. A ValueError without CUDA."""
+    import torch
+    from batchgenerators.utilities.file_and_folder_operations import join
+    from nnunetv2.paths import nnUNet_preprocessed
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+    from .benchmark import build_network, training_step
+
+    require_cuda_for_verify()
+    plans_file = join(nnUNet_preprocessed, maybe_convert_to_dataset_name(dataset_id), f"{plans_name}.json")
+    network_name = REFERENCE if trainer_name == "nnUNetTrainer" else trainer_name
+    device, lines = torch.device("cuda"), []
+    for configuration in configurations:
+        plan = BenchmarkPlan.from_plans_file(plans_file, configuration)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        network = build_network(network_name, plan).to(device)
+        step = training_step(network, plan, plan.batch_size, device, amp=True)
+        step()
+        peak_gb = torch.cuda.max_memory_allocated(device) / 2**30
+        lines.append(f"{configuration}: one training step at batch {plan.batch_size}, patch {plan.patch_size} "
+                     f"allocated at most {peak_gb:.2f} GB on {torch.cuda.get_device_name(device)} "
+                     f"(target {gpu_memory_target_in_gb} GB)")
+        del network, step
+    return lines

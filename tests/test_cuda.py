@@ -92,3 +92,25 @@ def test_short_nnunetv2_train_on_cuda_with_torch_compile(tmp_path):
     assert "Using torch.compile" in log.read_text()
     model_folder = tmp_path / "nnUNet_results" / spec.folder_name / f"{short_trainer}__nnUNetPlans__2d"
     assert (model_folder / "fold_0" / "checkpoint_final.pth").is_file()
+
+
+@pytest.mark.parametrize("trainer_name", sorted(TRAINERS))
+def test_plan_verify_measures_each_planned_step_within_the_target(trainer_name, tmp_path):
+    """``nnunet-attention plan --verify`` on the ACDC fingerprint at 8 GB: one real fp16 AMP step of each planned
+    configuration allocates at most the target (plus the half sample nnU-Net's batch rounding may add)."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from fingerprints import PRESET_FINGERPRINTS, write_fingerprint_dataset
+
+    environment = {**os.environ, **{name: str(tmp_path / name) for name in
+                                    ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}}
+    write_fingerprint_dataset(PRESET_FINGERPRINTS["acdc"], 927, tmp_path / "nnUNet_raw", tmp_path / "nnUNet_preprocessed")
+    result = subprocess.run([sys.executable, "-m", "nnunet_attention.cli", "plan", "-d", "927", "-tr", trainer_name,
+                             "-c", "2d", "3d_fullres", "--verify"], capture_output=True, text=True, env=environment,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    peaks = [float(value) for value in re.findall(r"allocated at most ([\d.]+) GB", result.stdout)]
+    assert len(peaks) == 2 and all(peak <= 8 * 1.25 for peak in peaks), result.stdout

@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from fingerprints import PRESET_FINGERPRINTS, write_fingerprint_dataset
 from nnunet_attention.trainers import TRAINERS
 
@@ -125,6 +126,8 @@ def memory_ratio_on(trainer: str, configuration: dict) -> float:
     (["-tr", "nnUNetTrainerMtUNet"], "unknown trainer 'nnUNetTrainerMtUNet': did you mean nnUNetTrainerMTUNet?"),
     (["-tr", "nnUNetTrainerMTUNet", "-pl", "NoSuchPlanner"], "nnU-Net has no experiment planner 'NoSuchPlanner'"),
     (["-tr", "nnUNetTrainerMTUNet", "-gpu_memory_target", "0"], "-gpu_memory_target must be positive"),
+    pytest.param(["-tr", "nnUNetTrainerMTUNet", "--verify"], "--verify runs a training step on CUDA, but torch sees "
+                 "no CUDA device", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has CUDA")),
 ])
 def test_plan_refuses_what_it_cannot_plan_with_a_message(arguments, message, fingerprint_folders):
     _, environment = fingerprint_folders
