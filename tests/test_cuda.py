@@ -107,7 +107,8 @@ def test_plan_verify_measures_each_planned_step_within_the_target(trainer_name, 
 
     environment = {**os.environ, **{name: str(tmp_path / name) for name in
                                     ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}}
-    write_fingerprint_dataset(PRESET_FINGERPRINTS["acdc"], 927, tmp_path / "nnUNet_raw", tmp_path / "nnUNet_preprocessed")
+    write_fingerprint_dataset(PRESET_FINGERPRINTS["acdc"], 927, tmp_path / "nnUNet_raw",
+                              tmp_path / "nnUNet_preprocessed")
     result = subprocess.run([sys.executable, "-m", "nnunet_attention.cli", "plan", "-d", "927", "-tr", trainer_name,
                              "-c", "2d", "3d_fullres", "--verify"], capture_output=True, text=True, env=environment,
                             timeout=600)
