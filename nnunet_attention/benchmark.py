@@ -47,6 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .nnunet_commands import nnunet_chatter_hidden
 from .plan_presets import PLAN_PRESETS, BenchmarkPlan
 
 #: the row every ratio is taken against
@@ -192,8 +193,9 @@ def inference_seconds(name: str, plan: BenchmarkPlan, device: torch.device) -> f
 
     network = build_network(name, plan, for_training=False)
     plans_manager = plan.plans_manager()
-    predictor = nnUNetPredictor(device=device, use_mirroring=False, perform_everything_on_device=device.type == "cuda",
-                                allow_tqdm=False, verbose=False)
+    with nnunet_chatter_hidden():  # nnU-Net prints that CPU prediction runs off the device
+        predictor = nnUNetPredictor(device=device, use_mirroring=False,
+                                    perform_everything_on_device=device.type == "cuda", allow_tqdm=False, verbose=False)
     predictor.manual_initialization(network, plans_manager, plans_manager.get_configuration(plan.configuration),
                                     [network.state_dict()], plan.dataset_json(), "benchmark", None)
     case = torch.randn(plan.input_channels, *plan.case_shape)

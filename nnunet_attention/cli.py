@@ -111,8 +111,8 @@ def _add_plan_parser(subparsers) -> None:
     parser.add_argument("-pl", default="ExperimentPlanner", dest="planner",
                         help="nnU-Net planner class, e.g. nnUNetPlannerResEncM (default: %(default)s)")
     parser.add_argument("-overwrite_plans_name", default=None, dest="plans_name",
-                        help="plans name (default: nnUNetPlans_<trainer without nnUNetTrainer>, e.g. "
-                        "nnUNetPlans_MTUNet)")
+                        help="plans name (default: the planner's plans name and the trainer without "
+                        "nnUNetTrainer, e.g. nnUNetPlans_MTUNet, nnUNetResEncUNetMPlans_MTUNet)")
     parser.add_argument("--preprocess", action="store_true", help="also run nnU-Net's preprocessing of -c")
     parser.add_argument("--verify", action="store_true",
                         help="CUDA only: run one training step of each planned -c configuration and report its "

@@ -17,6 +17,7 @@ the search moves on to smaller patches.
 
 from __future__ import annotations
 
+import inspect
 import math
 from functools import cache
 
@@ -112,10 +113,12 @@ def attention_aware_planner(base_planner: type, trainer_name: str) -> type:
     return AttentionAwarePlanner
 
 
-def default_plans_name(trainer_name: str) -> str:
-    """``nnUNetPlans_MTUNet`` for ``nnUNetTrainerMTUNet`` (``nnUNetPlans_UNet`` for ``nnUNetTrainer``): beside
-    nnU-Net's own ``nnUNetPlans``, never over it."""
-    return f"nnUNetPlans_{trainer_name.removeprefix('nnUNetTrainer') or 'UNet'}"
+def default_plans_name(trainer_name: str, base_planner: type) -> str:
+    """The planner's own plans name and the trainer's: ``nnUNetPlans_MTUNet`` for ``nnUNetTrainerMTUNet`` with
+    nnU-Net's default planner, ``nnUNetResEncUNetMPlans_MTUNet`` with ``nnUNetPlannerResEncM``
+    (``..._UNet`` for ``nnUNetTrainer``): beside nnU-Net's own plans, never over them."""
+    planner_plans_name = inspect.signature(base_planner.__init__).parameters["plans_name"].default
+    return f"{planner_plans_name}_{trainer_name.removeprefix('nnUNetTrainer') or 'UNet'}"
 
 
 def plan_for_trainer(dataset_id: int, trainer_name: str, gpu_memory_target_in_gb: float | None = None,
@@ -145,7 +148,7 @@ def plan_for_trainer(dataset_id: int, trainer_name: str, gpu_memory_target_in_gb
         raise ValueError(f"nnU-Net has no experiment planner {planner_name!r} (e.g. ExperimentPlanner, "
                          f"nnUNetPlannerResEncM, nnUNetPlannerResEncL)")
     network = REFERENCE if trainer_name == "nnUNetTrainer" else trainer_name
-    plans_name = plans_name or default_plans_name(trainer_name)
+    plans_name = plans_name or default_plans_name(trainer_name, base_planner)
     plans, plans_identifier = plan_experiment_dataset(
         dataset_id, attention_aware_planner(base_planner, network), gpu_memory_target_in_gb,
         overwrite_plans_name=plans_name)

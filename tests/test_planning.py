@@ -42,6 +42,13 @@ def fingerprint_folders(tmp_path_factory):
     return root, environment
 
 
+@pytest.fixture(scope="module")
+def acdc_plans_for_nnunets_unet(fingerprint_folders):
+    """The fingerprint folders, with ACDC planned for nnU-Net's U-Net (``nnUNetPlans_UNet``)."""
+    run(plan_command("acdc", "nnUNetTrainer"), fingerprint_folders[1])
+    return fingerprint_folders
+
+
 def run(command: list[str], environment: dict) -> subprocess.CompletedProcess:
     result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -81,13 +88,13 @@ def test_planning_for_nnunets_unet_gives_nnunets_own_plans_and_the_presets(finge
 
 
 @pytest.mark.parametrize("trainer", sorted(TRAINERS))
-def test_each_trainer_gets_a_plan_within_the_target_smaller_where_its_network_is_heavier(trainer,
-                                                                                        fingerprint_folders):
+def test_each_trainer_gets_a_plan_within_the_target_smaller_where_its_network_is_heavier(
+    trainer, acdc_plans_for_nnunets_unet
+):
     """ACDC at 8 GB: the trainer's estimate at the minimum batch is within the target (nnU-Net's patch rule), its
     batch is nnU-Net's batch rule on its estimate; where its network needs more memory than nnU-Net's U-Net on
     nnU-Net's plan, its plan holds fewer voxels per batch, where less, at least as many."""
-    root, environment = fingerprint_folders
-    run(plan_command("acdc", "nnUNetTrainer"), environment)
+    root, environment = acdc_plans_for_nnunets_unet
     result = run(plan_command("acdc", trainer), environment)
     plans_name = f"nnUNetPlans_{trainer.removeprefix('nnUNetTrainer')}"
     assert f"-tr {trainer} -p {plans_name}" in result.stdout
@@ -153,3 +160,23 @@ def test_estimate_matches_a_cpu_training_steps_measured_peak():
             assert measurement.estimated_peak_mib == estimate  # the benchmark's column
             assert estimate <= measurement.peak_mib <= RESIDENT_FACTOR * estimate + RESIDENT_OVERHEAD_MIB, (
                 plan.name, name, estimate, measurement.peak_mib)
+
+
+def test_resenc_planner_gives_nnunets_resenc_plans_and_plans_attention_trainers_on_them(fingerprint_folders):
+    """``-pl nnUNetPlannerResEncM``: nnU-Net's ResEnc M plans for its U-Net; MT-UNet planned on the residual
+    encoder, within the target at batch 2, under the ResEnc plans' name."""
+    root, environment = fingerprint_folders
+    run(["nnUNetv2_plan_experiment", "-d", str(DATASET_IDS["acdc"]), "-pl", "nnUNetPlannerResEncM"], environment)
+    run(plan_command("acdc", "nnUNetTrainer", "-pl", "nnUNetPlannerResEncM"), environment)
+    run(plan_command("acdc", "nnUNetTrainerMTUNet", "-pl", "nnUNetPlannerResEncM"), environment)
+    nnunet = planned(root, "acdc", "nnUNetResEncUNetMPlans")
+    ours = planned(root, "acdc", "nnUNetResEncUNetMPlans_UNet")
+    mt_unet = planned(root, "acdc", "nnUNetResEncUNetMPlans_MTUNet")
+    for name, configuration in nnunet["configurations"].items():
+        assert without_names_and_estimates(ours["configurations"][name]) == without_names_and_estimates(configuration)
+    plan = mt_unet["configurations"]["2d"]
+    assert plan["architecture"]["network_class_name"].endswith("ResidualEncoderUNet")
+    assert plan[ESTIMATE_KEY]["gigabytes_at_batch_2"] <= 8
+    # MT-UNet's MTM levels replace ResEnc M's deepest (3-6 block) stages: lighter than that U-Net, so more batch
+    assert plan[ESTIMATE_KEY]["memory_ratio_to_planned_unet"] < 0.95
+    assert plan["batch_size"] > nnunet["configurations"]["2d"]["batch_size"]
