@@ -102,12 +102,18 @@ def test_benchmark_refuses_a_plans_file_without_its_dataset_json(tmp_path, capsy
     assert "no dataset.json beside" in capsys.readouterr().err
 
 
-def benchmark_process(*arguments: str, **popen_arguments) -> subprocess.Popen:
-    """``nnunet-attention benchmark ARGUMENTS`` as a user starts it: a fresh process (its own process group, so a
-    test can send Ctrl-C to the group as a terminal does)."""
+def with_default_sigint() -> None:
+    """In the child before it starts: Ctrl-C's default, as at a terminal. A shell without job control (CI running
+    the tests in the background) starts them with SIGINT ignored, and an ignored signal stays ignored through exec."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def benchmark_process(*arguments: str) -> subprocess.Popen:
+    """``nnunet-attention benchmark ARGUMENTS`` as a user starts it at a terminal: a fresh process in its own
+    process group (so a test can send Ctrl-C to the group as a terminal does), with Ctrl-C's default action."""
     return subprocess.Popen([sys.executable, "-m", "nnunet_attention.cli", "benchmark", *arguments],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            **popen_arguments)
+                            preexec_fn=with_default_sigint)
 
 
 def test_cpu_runs_the_presets_at_a_small_batch_unless_told_otherwise():
@@ -139,11 +145,15 @@ def test_ctrl_c_keeps_the_rows_measured_and_ends_with_a_message_not_a_traceback(
     output = tmp_path / "out"
     process = benchmark_process("--plans", str(plans_file), "--configuration", "2d", "--trainers",
                                 "nnUNetTrainerMSGA", "--steps", "200", "--device", "cpu", "--output", str(output))
-    for line in process.stderr:  # Ctrl-C once the reference is measured, while the next network runs
-        if f"{REFERENCE} done" in line:
-            os.killpg(process.pid, signal.SIGINT)
-            break
-    stdout, stderr = process.communicate(timeout=120)
+    try:
+        for line in process.stderr:  # Ctrl-C once the reference is measured, while the next network runs
+            if f"{REFERENCE} done" in line:
+                os.killpg(process.pid, signal.SIGINT)
+                break
+        stdout, stderr = process.communicate(timeout=120)
+    finally:  # a run that ignored Ctrl-C must not outlive the test
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 130, stderr
     assert "interrupted (Ctrl-C) after 1 network(s)" in stderr and "benchmark_interrupted.md" in stderr
     assert "Traceback" not in stderr, stderr
