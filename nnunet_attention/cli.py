@@ -1,4 +1,5 @@
-"""``nnunet-attention``: the package's command line (demo, synth, attention-maps, benchmark, plan)."""
+"""``nnunet-attention``: the package's command line (demo, synth, attention-maps, benchmark, plan, train-grid,
+compare)."""
 
 from __future__ import annotations
 
@@ -141,6 +142,101 @@ def _run_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_train_grid_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train-grid",
+        help="run the unfinished nnUNetv2_train jobs of a trainer x configuration x fold grid, or write them as a "
+        "Slurm job array",
+        description="Run every nnUNetv2_train job of the grid whose fold has no validation summary yet: "
+        "interrupted ones continue with --c, finished ones are skipped, so running it again after a stop "
+        "finishes only what is missing. One job per listed GPU at a time; --slurm writes a job-array script "
+        "with the same jobs instead.",
+    )
+    parser.add_argument("-d", type=int, required=True, dest="dataset_id", help="dataset ID")
+    parser.add_argument("-c", nargs="+", required=True, dest="configurations", help="configurations, e.g. 2d")
+    parser.add_argument("-tr", nargs="+", required=True, dest="trainers", help="trainers, e.g. nnUNetTrainer "
+                        "nnUNetTrainerMTUNet")
+    parser.add_argument("-p", default="nnUNetPlans", dest="plans", help="plans name (default: %(default)s)")
+    parser.add_argument("--folds", nargs="+", default=["0", "1", "2", "3", "4"], help="folds (default: 0 1 2 3 4)")
+    parser.add_argument("--gpus", nargs="+", default=None,
+                        help="GPU indices; one job runs on each at a time (default: one job at a time)")
+    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu", "mps"],
+                        help="nnUNetv2_train -device (default: %(default)s)")
+    parser.add_argument("--logs", default="train_grid_logs", help="folder of the jobs' logs (default: %(default)s)")
+    parser.add_argument("--slurm", default=None, metavar="FILE",
+                        help="write a Slurm job-array script with the grid's unfinished jobs to FILE instead")
+    parser.add_argument("--partition", default=None, help="Slurm partition for --slurm")
+
+
+def _run_train_grid(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from .train_grid import dataset_name_of, grid, run_grid, slurm_script
+
+    if "nnUNet_results" not in os.environ:
+        raise ValueError("set nnUNet_raw, nnUNet_preprocessed and nnUNet_results as for nnUNetv2_train")
+    jobs = grid(args.dataset_id, args.configurations, args.trainers, args.folds, args.plans)
+
+    def report(message: str) -> None:
+        print(f"[nnunet-attention train-grid] {message}", flush=True)
+
+    if args.slurm:
+        results, dataset_name = Path(os.environ["nnUNet_results"]), dataset_name_of(args.dataset_id)
+        unfinished = [job for job in jobs if job.state(results, dataset_name) != "finished"]
+        if not unfinished:
+            report(f"all {len(jobs)} jobs are finished; no script written")
+            return 0
+        Path(args.slurm).write_text(slurm_script(unfinished, args.partition))
+        report(f"wrote {args.slurm}: {len(unfinished)} of {len(jobs)} jobs (array 0-{len(unfinished) - 1}); "
+               f"submit with: sbatch {args.slurm}")
+        return 0
+    failed = run_grid(jobs, args.gpus, args.device, Path(args.logs), report)
+    if failed:
+        report(f"{len(failed)} job(s) failed (see their logs): {', '.join(failed)}")
+        return 1
+    report(f"all {len(jobs)} jobs of the grid are finished")
+    return 0
+
+
+def _add_compare_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "compare",
+        help="leaderboard of trainers on nnU-Net's cross-validation, with confidence intervals and paired tests",
+        description="Read fold_X/validation/summary.json of every trainer x configuration under nnUNet_results and "
+        "write a leaderboard (markdown, CSV, JSON: Dice per label and overall, std over cases, per-fold means, "
+        "rank, paired difference to the baseline with a bootstrap 95%% CI, Wilcoxon p Holm-corrected) and a "
+        "per-case Dice plot. Models are compared on the cases all of them validated.",
+    )
+    parser.add_argument("-d", type=int, required=True, dest="dataset_id", help="dataset ID")
+    parser.add_argument("-c", nargs="+", required=True, dest="configurations", help="configurations")
+    parser.add_argument("-tr", nargs="+", required=True, dest="trainers", help="trainers")
+    parser.add_argument("-p", default="nnUNetPlans", dest="plans", help="plans name (default: %(default)s)")
+    parser.add_argument("--folds", nargs="+", default=["0", "1", "2", "3", "4"], help="folds (default: 0 1 2 3 4)")
+    parser.add_argument("--baseline", default="nnUNetTrainer",
+                        help="trainer the others are tested against, in the first -c (default: %(default)s)")
+    parser.add_argument("-o", default="comparison", dest="output", help="output folder (default: %(default)s)")
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from .compare import markdown, run_compare
+    from .train_grid import dataset_name_of
+
+    if "nnUNet_results" not in os.environ:
+        raise ValueError("set nnUNet_results (and nnUNet_raw, nnUNet_preprocessed) as for nnUNetv2_train")
+    comparison = run_compare(dataset_name_of(args.dataset_id), Path(os.environ["nnUNet_results"]),
+                             args.configurations, args.trainers, args.plans, [str(f) for f in args.folds],
+                             args.baseline, Path(args.output))
+    for message in comparison.messages:
+        print(f"nnunet-attention compare: note: {message}", file=sys.stderr)
+    print(markdown(comparison.leaderboard))
+    print(f"[nnunet-attention compare] wrote leaderboard.md, .csv, .json and dice_per_case.png to {args.output}")
+    return 0
+
+
 def _run_attention_maps(args: argparse.Namespace) -> int:
     from .attention_maps import export_attention_maps
     from .demo import resolve_device
@@ -233,9 +329,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_attention_maps_parser(subparsers)
     _add_benchmark_parser(subparsers)
     _add_plan_parser(subparsers)
+    _add_train_grid_parser(subparsers)
+    _add_compare_parser(subparsers)
     args = parser.parse_args(argv)
     handlers = {"demo": _run_demo, "synth": _run_synth, "attention-maps": _run_attention_maps,
-                "benchmark": _run_benchmark, "plan": _run_plan}
+                "benchmark": _run_benchmark, "plan": _run_plan, "train-grid": _run_train_grid,
+                "compare": _run_compare}
     try:
         return handlers[args.command](args)
     except (ValueError, FileExistsError, NNUNetCommandError) as error:

@@ -1,0 +1,186 @@
+"""``nnunet-attention compare``: trainers side by side on nnU-Net's cross-validation, with spread and paired tests.
+
+Reads what ``nnUNetv2_train`` leaves per fold (``fold_X/validation/summary.json``: per validation case and
+label, Dice and nnU-Net's other metrics) for every trainer x configuration asked for, and writes:
+
+- ``leaderboard.md`` / ``.csv`` / ``.json``: per model the mean Dice per label and over labels (nnU-Net's
+  foreground mean), the standard deviation over cases, the mean per fold, and the rank; for every model but
+  the baseline, the mean paired difference of per-case Dice to the baseline (a case's Dice: the mean over its
+  labels) with a bootstrap 95% confidence interval (scipy), Wilcoxon's signed-rank test on the same cases
+  (scipy) and its p-value Holm-corrected over the comparisons (statsmodels);
+- ``dice_per_case.png``: per label, each model's per-case Dice as a box with the cases as points.
+
+Models are compared on the cases every one of them validated (the cross-validation set of the folds asked
+for); what is missing (a fold not trained or not finished, cases that differ) is said, not silently averaged.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+#: bootstrap resamples of the confidence interval, and its seed (a leaderboard must not change between runs)
+BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED = 10_000, 0
+
+
+@dataclass(frozen=True)
+class Model:
+    """One trained model: ``nnUNet_results/<dataset>/<trainer>__<plans>__<configuration>``."""
+
+    trainer: str
+    plans: str
+    configuration: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.trainer} {self.configuration}"
+
+    def folder(self, results_folder: Path, dataset_name: str) -> Path:
+        return results_folder / dataset_name / f"{self.trainer}__{self.plans}__{self.configuration}"
+
+
+def read_validation(model: Model, results_folder: Path, dataset_name: str, folds: list[str]) -> tuple[
+        pd.DataFrame, list[str]]:
+    """Per validation case and label one row (model, fold, case, label, and nnU-Net's metrics), and a message
+    per fold whose validation summary is missing."""
+    rows, missing = [], []
+    for fold in folds:
+        summary_file = model.folder(results_folder, dataset_name) / f"fold_{fold}" / "validation" / "summary.json"
+        if not summary_file.is_file():
+            missing.append(f"{model.name}: fold {fold} has no validation summary ({summary_file}): not trained, "
+                           f"or its training or validation did not finish (nnunet-attention train-grid runs what "
+                           f"is missing)")
+            continue
+        for case in json.loads(summary_file.read_text())["metric_per_case"]:
+            case_id = Path(case["reference_file"]).name.split(".")[0]
+            for label, metrics in case["metrics"].items():
+                rows.append({"model": model.name, "fold": fold, "case": case_id, "label": label, **metrics})
+    return pd.DataFrame(rows), missing
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What :func:`compare_models` found: per-case Dice on the common cases, the leaderboard, the messages."""
+
+    per_case: pd.DataFrame
+    leaderboard: pd.DataFrame
+    messages: list[str]
+
+
+def per_case_dice(metrics: pd.DataFrame) -> pd.DataFrame:
+    """``(case x model)``: each case's Dice, the mean over its labels (labels absent from reference and prediction,
+    Dice NaN in nnU-Net's summary, left out)."""
+    return metrics.pivot_table(index="case", columns="model", values="Dice", aggfunc="mean")
+
+
+def holm(p_values: list[float]) -> list[float]:
+    from statsmodels.stats.multitest import multipletests
+
+    return list(multipletests(p_values, method="holm")[1]) if p_values else []
+
+
+def compare_models(metrics: pd.DataFrame, baseline: str, messages: list[str]) -> Comparison:
+    """The leaderboard of the models in ``metrics`` (rows as :func:`read_validation` gives them), on the cases all
+    of them validated, against ``baseline`` (a model name)."""
+    from scipy import stats
+
+    messages = list(messages)
+    cases_per_model = metrics.groupby("model")["case"].apply(set)
+    common = set.intersection(*cases_per_model)
+    for model, cases in cases_per_model.items():
+        if cases != common:
+            messages.append(f"{model}: {len(cases - common)} of its {len(cases)} validation cases are not validated "
+                            f"by every model; all models are compared on the {len(common)} common cases")
+    metrics = metrics[metrics["case"].isin(common)]
+    per_case = per_case_dice(metrics)
+    per_label = metrics.pivot_table(index="model", columns="label", values="Dice", aggfunc="mean")
+    rows = []
+    for model in per_label.index:
+        row = {"model": model, **{f"Dice label {label}": per_label.loc[model, label] for label in per_label.columns},
+               "Dice": per_label.loc[model].mean(), "std over cases": per_case[model].std(ddof=1),
+               "cases": len(common)}
+        folds = metrics[metrics["model"] == model].groupby("fold")["Dice"].mean()
+        row.update({f"fold {fold}": value for fold, value in folds.items()})
+        if model != baseline and baseline in per_case:
+            difference = (per_case[model] - per_case[baseline]).to_numpy()
+            interval = stats.bootstrap((difference,), np.mean, n_resamples=BOOTSTRAP_RESAMPLES,
+                                       confidence_level=0.95, random_state=BOOTSTRAP_SEED).confidence_interval
+            row.update({"difference to baseline": difference.mean(), "CI 95% low": interval.low,
+                        "CI 95% high": interval.high,
+                        "Wilcoxon p": stats.wilcoxon(per_case[model], per_case[baseline]).pvalue})
+        rows.append(row)
+    leaderboard = pd.DataFrame(rows).sort_values("Dice", ascending=False).reset_index(drop=True)
+    leaderboard.insert(0, "rank", leaderboard.index + 1)
+    if "Wilcoxon p" in leaderboard:
+        tested = leaderboard["Wilcoxon p"].notna()
+        leaderboard.loc[tested, "Wilcoxon p (Holm)"] = holm(leaderboard.loc[tested, "Wilcoxon p"].tolist())
+    if baseline not in per_case:
+        messages.append(f"the baseline {baseline} has no validation results here: no differences or tests")
+    return Comparison(per_case, leaderboard, messages)
+
+
+def dice_box_plot(metrics: pd.DataFrame, path: Path) -> None:
+    """Per label a panel: each model's per-case Dice as a box, the cases as jittered points over it."""
+    from matplotlib.figure import Figure
+
+    labels = sorted(metrics["label"].unique(), key=str)
+    models = sorted(metrics["model"].unique())
+    figure = Figure(figsize=(max(4.0, 1.6 * len(models)) * len(labels), 4.2))
+    generator = np.random.default_rng(0)
+    for axes, label in zip(np.atleast_1d(figure.subplots(1, len(labels))), labels):
+        values = [metrics[(metrics["label"] == label) & (metrics["model"] == m)]["Dice"].dropna().to_numpy()
+                  for m in models]
+        axes.boxplot(values, showfliers=False)
+        for position, dice in enumerate(values, start=1):
+            axes.scatter(position + generator.uniform(-0.15, 0.15, len(dice)), dice, s=8, alpha=0.6)
+        axes.set_xticks(range(1, len(models) + 1), [m.removeprefix("nnUNetTrainer") for m in models], rotation=30,
+                        ha="right", fontsize=7)
+        axes.set_title(f"label {label}", fontsize=9)
+        axes.set_ylabel("Dice per case")
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+
+
+def markdown(leaderboard: pd.DataFrame) -> str:
+    """The leaderboard as a markdown table, Dice and differences to 4 decimals, p-values to 2 significant digits."""
+    def cell(column: str, value) -> str:
+        if isinstance(value, float):
+            if np.isnan(value):
+                return ""
+            return f"{value:.2g}" if column.startswith("Wilcoxon") else f"{value:.4f}"
+        return str(value)
+
+    columns = list(leaderboard.columns)
+    rows = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    rows += ["| " + " | ".join(cell(c, row[c]) for c in columns) + " |" for _, row in leaderboard.iterrows()]
+    return "\n".join(rows)
+
+
+def run_compare(dataset_name: str, results_folder: Path, configurations: list[str], trainers: list[str], plans: str,
+                folds: list[str], baseline_trainer: str, output: Path) -> Comparison:
+    """Read every trainer x configuration, compare them against ``baseline_trainer`` (in the first configuration)
+    and write the leaderboard and the plot into ``output``. A ValueError where no model has results."""
+    models = [Model(trainer, plans, configuration) for configuration in configurations for trainer in trainers]
+    frames, messages = [], []
+    for model in models:
+        frame, missing = read_validation(model, results_folder, dataset_name, folds)
+        messages += missing
+        if not frame.empty:
+            frames.append(frame)
+    if not frames:
+        raise ValueError("no validation results for any of these models: " + "; ".join(messages))
+    metrics = pd.concat(frames, ignore_index=True)
+    comparison = compare_models(metrics, Model(baseline_trainer, plans, configurations[0]).name, messages)
+    output.mkdir(parents=True, exist_ok=True)
+    comparison.leaderboard.to_csv(output / "leaderboard.csv", index=False)
+    records = json.loads(comparison.leaderboard.to_json(orient="records", double_precision=15))
+    (output / "leaderboard.json").write_text(json.dumps(
+        {"leaderboard": records, "messages": comparison.messages, "folds": folds,
+         "baseline": Model(baseline_trainer, plans, configurations[0]).name}, indent=2))
+    (output / "leaderboard.md").write_text(markdown(comparison.leaderboard) + "\n\n"
+                                           + "".join(f"- {message}\n" for message in comparison.messages))
+    dice_box_plot(metrics[metrics["case"].isin(comparison.per_case.index)], output / "dice_per_case.png")
+    return comparison

@@ -1,0 +1,154 @@
+"""``nnunet-attention train-grid`` and ``compare`` on real nnU-Net output: two trainers x two folds trained
+briefly on the synthetic 2d dataset by the grid (stopped after its first job and run again), then compared.
+The leaderboard's numbers are recomputed here from nnU-Net's summary files and scipy."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from nnunet_attention.trainers import TRAINERS
+from scipy import stats
+
+from nnunet_attention.demo import DEMO_DATASETS, prepare_dataset
+from nnunet_attention.nnunet_commands import nnunet_environment
+from nnunet_attention.schedules import with_ext_trainer_folder, write_short_schedule_trainer
+
+pytestmark = pytest.mark.e2e
+
+GRID_TRAINERS = ("nnUNetTrainerAttentionUNet", "nnUNetTrainerNonLocalUNet")
+FOLDS = ("0", "1")
+SPEC = DEMO_DATASETS["2d"]
+
+
+def cli(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "nnunet_attention.cli", *arguments]
+
+
+@pytest.fixture(scope="module")
+def grid_run(tmp_path_factory):
+    """The grid run once, killed (SIGKILL, as a crash or a cancelled job) right after its second job started,
+    then run again to the end: (environment, short trainer names, first run's output, second run's output,
+    the first job's summary modification time before the second run)."""
+    workdir = tmp_path_factory.mktemp("grid")
+    environment = nnunet_environment(workdir, "cpu")
+    prepare_dataset(SPEC, "2d", environment, workdir / "prepare.log")
+    names = [write_short_schedule_trainer(workdir / "trainers", TRAINERS[t], 1, 2, val_iterations=1, seed=0)
+             for t in GRID_TRAINERS]
+    environment = with_ext_trainer_folder(environment, workdir / "trainers")
+    command = cli("train-grid", "-d", str(SPEC.dataset_id), "-c", "2d", "-tr", *names, "--folds", *FOLDS,
+                  "--device", "cpu", "--logs", str(workdir / "logs"))
+    first = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    first_output = []
+    for line in first.stdout:
+        first_output.append(line)
+        if f"{names[0]} 2d fold 1: starting" in line:
+            os.killpg(first.pid, signal.SIGKILL)
+            break
+    first.wait()
+    first_summary = fold_summary(environment, names[0], "0")
+    finished_at = first_summary.stat().st_mtime
+    second = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    return environment, names, "".join(first_output), second.stdout, finished_at
+
+
+def fold_summary(environment, trainer: str, fold: str):
+    from pathlib import Path
+
+    return (Path(environment["nnUNet_results"]) / SPEC.folder_name / f"{trainer}__nnUNetPlans__2d" / f"fold_{fold}"
+            / "validation" / "summary.json")
+
+
+def test_grid_runs_only_what_is_not_finished_after_a_kill(grid_run):
+    environment, names, first, second, finished_at = grid_run
+    assert f"{names[0]} 2d fold 0: starting" in first
+    assert f"{names[0]} 2d fold 0: finished, skipped" in second
+    started = re.findall(r"\] (\S+ 2d fold \d): (?:starting|continuing)", second)
+    assert started == [f"{names[0]} 2d fold 1", f"{names[1]} 2d fold 0", f"{names[1]} 2d fold 1"]
+    assert fold_summary(environment, names[0], "0").stat().st_mtime == finished_at  # not run again
+    assert all(fold_summary(environment, name, fold).is_file() for name in names for fold in FOLDS)
+    assert "all 4 jobs of the grid are finished" in second
+
+
+def test_slurm_script_is_bash_whose_array_indices_are_the_unfinished_jobs(grid_run, tmp_path):
+    environment, names, *_ = grid_run
+    script = tmp_path / "grid.sbatch"
+    result = subprocess.run(cli("train-grid", "-d", str(SPEC.dataset_id), "-c", "2d", "-tr", *names, "--folds", "0",
+                                "1", "2", "--slurm", str(script)), env=environment, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    text = script.read_text()
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    assert "#SBATCH --array=0-1" in text  # folds 0 and 1 are finished: fold 2 of each trainer remains
+    listed = subprocess.run(["bash", "-c", f'eval "$(sed -n "/^JOBS=(/,/^)/p" {script})"; '
+                             'for i in "${!JOBS[@]}"; do echo "$i ${JOBS[$i]}"; done'],
+                            capture_output=True, text=True).stdout.splitlines()
+    assert listed == [f"{i} nnUNetv2_train {SPEC.dataset_id} 2d 2 -tr {name} -p nnUNetPlans --c"
+                      for i, name in enumerate(names)]
+
+
+def summary_dice(environment, trainer: str) -> dict[tuple[str, str], float]:
+    """(case, label) -> Dice over both folds, read straight from nnU-Net's summary files."""
+    dice = {}
+    for fold in FOLDS:
+        for case in json.loads(fold_summary(environment, trainer, fold).read_text())["metric_per_case"]:
+            name = os.path.basename(case["reference_file"]).split(".")[0]
+            for label, metrics in case["metrics"].items():
+                dice[(name, label)] = metrics["Dice"]
+    return dice
+
+
+def test_compare_leaderboard_equals_the_summaries_and_scipy(grid_run, tmp_path):
+    environment, names, *_ = grid_run
+    output = tmp_path / "comparison"
+    result = subprocess.run(cli("compare", "-d", str(SPEC.dataset_id), "-c", "2d", "-tr", *names, "--folds", *FOLDS,
+                                "--baseline", names[0], "-o", str(output)), env=environment, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+    board = {row["model"]: row for row in json.loads((output / "leaderboard.json").read_text())["leaderboard"]}
+    per_case = {}
+    for name in names:
+        dice = summary_dice(environment, name)
+        labels = sorted({label for _, label in dice})
+        cases = sorted({case for case, _ in dice})
+        label_means = [np.nanmean([dice[(c, label)] for c in cases]) for label in labels]
+        row = board[f"{name} 2d"]
+        for label, mean in zip(labels, label_means):
+            assert row[f"Dice label {label}"] == pytest.approx(mean, abs=1e-12)
+        assert row["Dice"] == pytest.approx(np.mean(label_means), abs=1e-12)
+        per_case[name] = np.array([np.nanmean([dice[(c, label)] for label in labels]) for c in cases])
+        assert row["std over cases"] == pytest.approx(np.std(per_case[name], ddof=1), abs=1e-12)
+        assert row["cases"] == len(cases) == SPEC.n_train * len(FOLDS) // 5  # nnU-Net's 5-fold split
+    difference = per_case[names[1]] - per_case[names[0]]
+    challenger = board[f"{names[1]} 2d"]
+    assert challenger["difference to baseline"] == pytest.approx(difference.mean(), abs=1e-12)
+    assert challenger["CI 95% low"] <= difference.mean() <= challenger["CI 95% high"]
+    assert challenger["Wilcoxon p"] == pytest.approx(stats.wilcoxon(per_case[names[1]], per_case[names[0]]).pvalue)
+    assert challenger["Wilcoxon p (Holm)"] == pytest.approx(challenger["Wilcoxon p"])  # one comparison
+    ranks = sorted(board.values(), key=lambda row: row["rank"])
+    assert [row["Dice"] for row in ranks] == sorted((row["Dice"] for row in ranks), reverse=True)
+
+    from matplotlib.image import imread
+
+    picture = imread(output / "dice_per_case.png")
+    assert picture.shape[0] > 200 and picture.shape[1] > 400 and picture[..., :3].std() > 0.05
+    assert (output / "leaderboard.csv").read_text().count("\n") == 3
+    assert "| rank | model |" in (output / "leaderboard.md").read_text()
+
+
+def test_compare_says_which_folds_are_missing(grid_run, tmp_path):
+    environment, names, *_ = grid_run
+    result = subprocess.run(cli("compare", "-d", str(SPEC.dataset_id), "-c", "2d", "-tr", *names, "--folds", "0", "1",
+                                "2", "--baseline", names[0], "-o", str(tmp_path / "out")), env=environment,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    for name in names:
+        assert f"{name} 2d: fold 2 has no validation summary" in result.stderr
+    nothing = subprocess.run(cli("compare", "-d", str(SPEC.dataset_id), "-c", "2d", "-tr", "nnUNetTrainer",
+                                 "--folds", "0", "-o", str(tmp_path / "none")), env=environment, capture_output=True,
+                             text=True)
+    assert nothing.returncode == 2 and "no validation results for any of these models" in nothing.stderr
