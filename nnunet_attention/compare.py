@@ -131,7 +131,10 @@ def dice_box_plot(metrics: pd.DataFrame, path: Path) -> None:
     models = sorted(metrics["model"].unique())
     figure = Figure(figsize=(max(4.0, 1.6 * len(models)) * len(labels), 4.2))
     generator = np.random.default_rng(0)
-    for axes, label in zip(np.atleast_1d(figure.subplots(1, len(labels))), labels):
+    panels = np.atleast_1d(figure.subplots(1, len(labels), sharey=True))
+    panels[0].set_ylabel("Dice per case")
+    panels[0].set_ylim(0, 1.02)  # Dice's whole range: panels and runs compare at a glance
+    for axes, label in zip(panels, labels):
         values = [metrics[(metrics["label"] == label) & (metrics["model"] == m)]["Dice"].dropna().to_numpy()
                   for m in models]
         axes.boxplot(values, showfliers=False)
@@ -140,7 +143,6 @@ def dice_box_plot(metrics: pd.DataFrame, path: Path) -> None:
         axes.set_xticks(range(1, len(models) + 1), [m.removeprefix("nnUNetTrainer") for m in models], rotation=30,
                         ha="right", fontsize=7)
         axes.set_title(f"label {label}", fontsize=9)
-        axes.set_ylabel("Dice per case")
     figure.savefig(path, dpi=110, bbox_inches="tight")
 
 
