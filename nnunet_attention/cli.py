@@ -216,6 +216,17 @@ def _add_compare_parser(subparsers) -> None:
     parser.add_argument("--baseline", default="nnUNetTrainer",
                         help="trainer the others are tested against, in the first -c (default: %(default)s)")
     parser.add_argument("-o", default="comparison", dest="output", help="output folder (default: %(default)s)")
+    parser.add_argument("--with-cost", action="store_true",
+                        help="add the benchmark's cost columns (params, GFLOPs, step-time and memory ratios to "
+                        "nnU-Net's U-Net on the model's plan) and a Dice-vs-cost plot")
+    parser.add_argument("--cost-device", default="cuda" if _cuda_available() else "cpu",
+                        help="device of the cost measurement (default: cuda if available)")
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _run_compare(args: argparse.Namespace) -> int:
@@ -229,7 +240,7 @@ def _run_compare(args: argparse.Namespace) -> int:
         raise ValueError("set nnUNet_results (and nnUNet_raw, nnUNet_preprocessed) as for nnUNetv2_train")
     comparison = run_compare(dataset_name_of(args.dataset_id), Path(os.environ["nnUNet_results"]),
                              args.configurations, args.trainers, args.plans, [str(f) for f in args.folds],
-                             args.baseline, Path(args.output))
+                             args.baseline, Path(args.output), args.cost_device if args.with_cost else None)
     for message in comparison.messages:
         print(f"nnunet-attention compare: note: {message}", file=sys.stderr)
     print(markdown(comparison.leaderboard))

@@ -8,7 +8,9 @@ label, Dice and nnU-Net's other metrics) for every trainer x configuration asked
   the baseline, the mean paired difference of per-case Dice to the baseline (a case's Dice: the mean over its
   labels) with a bootstrap 95% confidence interval (scipy), Wilcoxon's signed-rank test on the same cases
   (scipy) and its p-value Holm-corrected over the comparisons (statsmodels);
-- ``dice_per_case.png``: per label, each model's per-case Dice as a box with the cases as points.
+- ``dice_per_case.png``: per label, each model's per-case Dice as a box with the cases as points;
+- with ``--with-cost``: the benchmark's cost of each model's network on its own plan beside nnU-Net's U-Net
+  (parameters, GFLOPs, step-time and peak-memory ratios) as columns, and ``dice_vs_cost.png``.
 
 Models are compared on the cases every one of them validated (the cross-validation set of the folds asked
 for); what is missing (a fold not trained or not finished, cases that differ) is said, not silently averaged.
@@ -48,6 +50,11 @@ def read_validation(model: Model, results_folder: Path, dataset_name: str, folds
     """Per validation case and label one row (model, fold, case, label, and nnU-Net's metrics), and a message
     per fold whose validation summary is missing."""
     rows, missing = [], []
+    folder = model.folder(results_folder, dataset_name)
+    if not folder.is_dir():
+        others = sorted(p.name.split("__")[1] for p in folder.parent.glob(f"{model.trainer}__*__{model.configuration}"))
+        hint = f"; it was trained with plans {', '.join(others)}: pass -p" if others else ""
+        return pd.DataFrame(), [f"{model.name}: no model folder {folder.name} in {folder.parent}{hint}"]
     for fold in folds:
         summary_file = model.folder(results_folder, dataset_name) / f"fold_{fold}" / "validation" / "summary.json"
         if not summary_file.is_file():
@@ -161,10 +168,72 @@ def markdown(leaderboard: pd.DataFrame) -> str:
     return "\n".join(rows)
 
 
+def registered_network(trainer: str) -> str | None:
+    """The benchmark's network for a trainer: ours by name or as the base of a subclass named after it
+    (``nnUNetTrainerMTUNet_250epochs``), nnU-Net's U-Net for ``nnUNetTrainer`` and its variants; else None."""
+    from .benchmark import REFERENCE
+    from .trainers import TRAINERS
+
+    bases = [name for name in TRAINERS if trainer == name or trainer.startswith(f"{name}_")]
+    if bases:
+        return max(bases, key=len)
+    return REFERENCE if trainer == "nnUNetTrainer" or trainer.startswith("nnUNetTrainer_") else None
+
+
+#: cost columns: (column, benchmark Measurement attribute, relative to nnU-Net's U-Net)
+COST_COLUMNS = (("params (M)", "parameters", False), ("GFLOPs / patch", "gflops", False),
+                ("train step x U-Net", "step_seconds", True), ("peak memory x U-Net", "peak_mib", True))
+
+
+def cost_of_models(models: list[Model], results_folder: Path, dataset_name: str, device: str,
+                   steps: int) -> tuple[dict[str, dict[str, float]], list[str]]:
+    """Per model the benchmark's cost on its own plan (the model folder's plans.json), each network in a fresh
+    process beside nnU-Net's U-Net on the same plan: parameters, GFLOPs, step-time and memory ratios."""
+    from .benchmark import REFERENCE, run_benchmark
+    from .plan_presets import BenchmarkPlan
+
+    costs, messages = {}, []
+    for configuration in dict.fromkeys(model.configuration for model in models):
+        chosen = [m for m in models if m.configuration == configuration
+                  and (m.folder(results_folder, dataset_name) / "plans.json").is_file()]
+        if not chosen:
+            continue
+        plan = BenchmarkPlan.from_plans_file(chosen[0].folder(results_folder, dataset_name) / "plans.json",
+                                             configuration)
+        networks = {m.name: registered_network(m.trainer) for m in chosen}
+        messages += [f"{name}: no registered network to measure its cost" for name, n in networks.items() if not n]
+        ours = sorted({n for n in networks.values() if n and n != REFERENCE})
+        measured = next(iter(run_benchmark([plan], device, steps, None, ours, with_inference=False).values()))
+        for name, network in networks.items():
+            if network:
+                costs[name] = {column: getattr(measured[network], attribute)
+                               / (getattr(measured[REFERENCE], attribute) if relative else 1)
+                               for column, attribute, relative in COST_COLUMNS}
+                costs[name]["params (M)"] /= 1e6
+    return costs, messages
+
+
+def dice_vs_cost_plot(leaderboard: pd.DataFrame, path: Path) -> None:
+    """Mean Dice against the step-time and the memory ratio to nnU-Net's U-Net, one point per model."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 4.2))
+    for axes, column in zip(figure.subplots(1, 2, sharey=True), ("train step x U-Net", "peak memory x U-Net")):
+        axes.scatter(leaderboard[column], leaderboard["Dice"])
+        for _, row in leaderboard.iterrows():
+            axes.annotate(row["model"].removeprefix("nnUNetTrainer"), (row[column], row["Dice"]), fontsize=7)
+        axes.axvline(1.0, color="grey", linewidth=0.8)
+        axes.set_xlabel(column)
+    figure.axes[0].set_ylabel("mean Dice (cross-validation)")
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+
+
 def run_compare(dataset_name: str, results_folder: Path, configurations: list[str], trainers: list[str], plans: str,
-                folds: list[str], baseline_trainer: str, output: Path) -> Comparison:
+                folds: list[str], baseline_trainer: str, output: Path, cost_device: str | None = None,
+                cost_steps: int = 3) -> Comparison:
     """Read every trainer x configuration, compare them against ``baseline_trainer`` (in the first configuration)
-    and write the leaderboard and the plot into ``output``. A ValueError where no model has results."""
+    and write the leaderboard and the plots into ``output``; with ``cost_device``, the benchmark's cost columns
+    and a Dice-vs-cost plot. A ValueError where no model has results."""
     models = [Model(trainer, plans, configuration) for configuration in configurations for trainer in trainers]
     frames, messages = [], []
     for model in models:
@@ -177,6 +246,14 @@ def run_compare(dataset_name: str, results_folder: Path, configurations: list[st
     metrics = pd.concat(frames, ignore_index=True)
     comparison = compare_models(metrics, Model(baseline_trainer, plans, configurations[0]).name, messages)
     output.mkdir(parents=True, exist_ok=True)
+    if cost_device is not None:
+        compared = [m for m in models if m.name in set(comparison.leaderboard["model"])]
+        costs, cost_messages = cost_of_models(compared, results_folder, dataset_name, cost_device, cost_steps)
+        comparison.messages.extend(cost_messages)
+        for column, _, _ in COST_COLUMNS:
+            comparison.leaderboard[column] = [costs.get(name, {}).get(column, np.nan)
+                                              for name in comparison.leaderboard["model"]]
+        dice_vs_cost_plot(comparison.leaderboard.dropna(subset=[COST_COLUMNS[-1][0]]), output / "dice_vs_cost.png")
     comparison.leaderboard.to_csv(output / "leaderboard.csv", index=False)
     records = json.loads(comparison.leaderboard.to_json(orient="records", double_precision=15))
     (output / "leaderboard.json").write_text(json.dumps(

@@ -152,3 +152,35 @@ def test_compare_says_which_folds_are_missing(grid_run, tmp_path):
                                  "--folds", "0", "-o", str(tmp_path / "none")), env=environment, capture_output=True,
                              text=True)
     assert nothing.returncode == 2 and "no validation results for any of these models" in nothing.stderr
+
+
+def test_compare_with_cost_measures_each_models_network_on_its_plan(grid_run, tmp_path):
+    from pathlib import Path
+
+    from nnunet_attention.benchmark import build_network
+    from nnunet_attention.plan_presets import BenchmarkPlan
+
+    environment, names, *_ = grid_run
+    output = tmp_path / "comparison"
+    result = subprocess.run(cli("compare", "-d", str(SPEC.dataset_id), "-c", "2d", "-tr", *names, "--folds", *FOLDS,
+                                "--baseline", names[0], "-o", str(output), "--with-cost", "--cost-device", "cpu"),
+                            env=environment, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    board = {row["model"]: row for row in json.loads((output / "leaderboard.json").read_text())["leaderboard"]}
+    plans_file = fold_summary(environment, names[0], "0").parents[2] / "plans.json"
+    plan = BenchmarkPlan.from_plans_file(Path(plans_file), "2d")
+    for name, trainer in zip(names, GRID_TRAINERS):
+        parameters = sum(p.numel() for p in build_network(trainer, plan).parameters())
+        assert board[f"{name} 2d"]["params (M)"] == pytest.approx(parameters / 1e6)
+        assert board[f"{name} 2d"]["peak memory x U-Net"] > 0.5 and board[f"{name} 2d"]["train step x U-Net"] > 0
+    assert (output / "dice_vs_cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_names_the_plans_a_trainer_was_trained_with(grid_run, tmp_path):
+    environment, names, *_ = grid_run
+    result = subprocess.run(cli("compare", "-d", str(SPEC.dataset_id), "-c", "2d", "-tr", names[0], "-p",
+                                "nnUNetPlans_MTUNet", "--folds", "0", "-o", str(tmp_path / "out")), env=environment,
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert f"{names[0]} 2d: no model folder {names[0]}__nnUNetPlans_MTUNet__2d" in result.stderr
+    assert "it was trained with plans nnUNetPlans: pass -p" in result.stderr
