@@ -221,6 +221,9 @@ def _add_compare_parser(subparsers) -> None:
                         "nnU-Net's U-Net on the model's plan) and a Dice-vs-cost plot")
     parser.add_argument("--cost-device", default="cuda" if _cuda_available() else "cpu",
                         help="device of the cost measurement (default: cuda if available)")
+    parser.add_argument("--boundary", nargs="?", type=float, const=1.0, default=None, metavar="TOLERANCE_MM",
+                        help="add mean HD95 and normalized surface Dice at TOLERANCE_MM (default 1.0) per model, "
+                        "computed per case with MONAI from the validation predictions (slow on large 3D sets)")
 
 
 def _cuda_available() -> bool:
@@ -240,7 +243,8 @@ def _run_compare(args: argparse.Namespace) -> int:
         raise ValueError("set nnUNet_results (and nnUNet_raw, nnUNet_preprocessed) as for nnUNetv2_train")
     comparison = run_compare(dataset_name_of(args.dataset_id), Path(os.environ["nnUNet_results"]),
                              args.configurations, args.trainers, args.plans, [str(f) for f in args.folds],
-                             args.baseline, Path(args.output), args.cost_device if args.with_cost else None)
+                             args.baseline, Path(args.output), args.cost_device if args.with_cost else None,
+                             boundary_tolerance_mm=args.boundary)
     for message in comparison.messages:
         print(f"nnunet-attention compare: note: {message}", file=sys.stderr)
     print(markdown(comparison.leaderboard))

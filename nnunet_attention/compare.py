@@ -10,7 +10,9 @@ label, Dice and nnU-Net's other metrics) for every trainer x configuration asked
   (scipy) and its p-value Holm-corrected over the comparisons (statsmodels);
 - ``dice_per_case.png``: per label, each model's per-case Dice as a box with the cases as points;
 - with ``--with-cost``: the benchmark's cost of each model's network on its own plan beside nnU-Net's U-Net
-  (parameters, GFLOPs, step-time and peak-memory ratios) as columns, and ``dice_vs_cost.png``.
+  (parameters, GFLOPs, step-time and peak-memory ratios) as columns, and ``dice_vs_cost.png``;
+- with ``--boundary``: per model the mean HD95 (mm) and normalized surface Dice at a stated tolerance, over its
+  cases and labels, computed per case by MONAI from the fold's validation predictions and the references.
 
 Models are compared on the cases every one of them validated (the cross-validation set of the folds asked
 for); what is missing (a fold not trained or not finished, cases that differ) is said, not silently averaged.
@@ -110,6 +112,9 @@ def compare_models(metrics: pd.DataFrame, baseline: str, messages: list[str]) ->
         row = {"model": model, **{f"Dice label {label}": per_label.loc[model, label] for label in per_label.columns},
                "Dice": per_label.loc[model].mean(), "std over cases": per_case[model].std(ddof=1),
                "cases": len(common)}
+        for boundary in ("HD95", "NSD"):
+            if boundary in metrics:
+                row[boundary] = metrics[metrics["model"] == model][boundary].mean()
         folds = metrics[metrics["model"] == model].groupby("fold")["Dice"].mean()
         row.update({f"fold {fold}": value for fold, value in folds.items()})
         if model != baseline and baseline in per_case:
@@ -166,6 +171,49 @@ def markdown(leaderboard: pd.DataFrame) -> str:
     rows = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     rows += ["| " + " | ".join(cell(c, row[c]) for c in columns) + " |" for _, row in leaderboard.iterrows()]
     return "\n".join(rows)
+
+
+def boundary_metrics(prediction_file: Path, reference_file: Path, labels: list[int],
+                     tolerance_mm: float) -> dict[int, dict[str, float]]:
+    """Per label: HD95 (mm, the 95th percentile of the symmetric surface distances) and normalized surface Dice
+    at ``tolerance_mm``, by MONAI's metrics in the image's spacing; NaN where reference or prediction is empty."""
+    import warnings
+
+    import SimpleITK as sitk
+    import torch
+    from monai.metrics import compute_hausdorff_distance, compute_surface_dice
+
+    prediction_image = sitk.ReadImage(str(prediction_file))
+    prediction = sitk.GetArrayFromImage(prediction_image)
+    reference = sitk.GetArrayFromImage(sitk.ReadImage(str(reference_file)))
+    spacing = list(prediction_image.GetSpacing())[::-1]  # array axis order
+    one_hot = [torch.from_numpy(np.stack([array == label for label in labels]))[None] for array in (prediction,
+                                                                                                   reference)]
+    with warnings.catch_warnings():  # MONAI warns for empty masks and returns NaN or inf, reported as NaN here
+        warnings.simplefilter("ignore")
+        hd95 = compute_hausdorff_distance(*one_hot, include_background=True, percentile=95, spacing=spacing)[0]
+        nsd = compute_surface_dice(*one_hot, class_thresholds=[tolerance_mm] * len(labels), include_background=True,
+                                   spacing=spacing)[0]
+    return {label: {"HD95": float(h) if np.isfinite(float(h)) else np.nan, "NSD": float(n)}
+            for label, h, n in zip(labels, hd95, nsd)}
+
+
+def add_boundary_metrics(metrics: pd.DataFrame, models: list[Model], results_folder: Path, dataset_name: str,
+                         tolerance_mm: float) -> pd.DataFrame:
+    """``metrics`` with HD95 and NSD columns computed from each fold's validation predictions and the references
+    nnU-Net validated against (the summary's file names)."""
+    rows = []
+    for model in models:
+        for fold in metrics[metrics["model"] == model.name]["fold"].unique():
+            summary = model.folder(results_folder, dataset_name) / f"fold_{fold}" / "validation" / "summary.json"
+            for case in json.loads(summary.read_text())["metric_per_case"]:
+                labels = [int(label) for label in case["metrics"]]
+                prediction = summary.parent / Path(case["prediction_file"]).name
+                per_label = boundary_metrics(prediction, Path(case["reference_file"]), labels, tolerance_mm)
+                case_id = Path(case["reference_file"]).name.split(".")[0]
+                rows += [{"model": model.name, "case": case_id, "label": str(label), **values}
+                         for label, values in per_label.items()]
+    return metrics.merge(pd.DataFrame(rows), on=["model", "case", "label"], how="left")
 
 
 def registered_network(trainer: str) -> str | None:
@@ -230,10 +278,11 @@ def dice_vs_cost_plot(leaderboard: pd.DataFrame, path: Path) -> None:
 
 def run_compare(dataset_name: str, results_folder: Path, configurations: list[str], trainers: list[str], plans: str,
                 folds: list[str], baseline_trainer: str, output: Path, cost_device: str | None = None,
-                cost_steps: int = 3) -> Comparison:
+                cost_steps: int = 3, boundary_tolerance_mm: float | None = None) -> Comparison:
     """Read every trainer x configuration, compare them against ``baseline_trainer`` (in the first configuration)
     and write the leaderboard and the plots into ``output``; with ``cost_device``, the benchmark's cost columns
-    and a Dice-vs-cost plot. A ValueError where no model has results."""
+    and a Dice-vs-cost plot; with ``boundary_tolerance_mm``, mean HD95 and normalized surface Dice at that
+    tolerance (MONAI) per model. A ValueError where no model has results."""
     models = [Model(trainer, plans, configuration) for configuration in configurations for trainer in trainers]
     frames, messages = [], []
     for model in models:
@@ -244,6 +293,8 @@ def run_compare(dataset_name: str, results_folder: Path, configurations: list[st
     if not frames:
         raise ValueError("no validation results for any of these models: " + "; ".join(messages))
     metrics = pd.concat(frames, ignore_index=True)
+    if boundary_tolerance_mm is not None:
+        metrics = add_boundary_metrics(metrics, models, results_folder, dataset_name, boundary_tolerance_mm)
     comparison = compare_models(metrics, Model(baseline_trainer, plans, configurations[0]).name, messages)
     output.mkdir(parents=True, exist_ok=True)
     if cost_device is not None:

@@ -163,7 +163,8 @@ def test_compare_with_cost_measures_each_models_network_on_its_plan(grid_run, tm
     environment, names, *_ = grid_run
     output = tmp_path / "comparison"
     result = subprocess.run(cli("compare", "-d", str(SPEC.dataset_id), "-c", "2d", "-tr", *names, "--folds", *FOLDS,
-                                "--baseline", names[0], "-o", str(output), "--with-cost", "--cost-device", "cpu"),
+                                "--baseline", names[0], "-o", str(output), "--with-cost", "--cost-device", "cpu",
+                                "--boundary", "1.0"),
                             env=environment, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     board = {row["model"]: row for row in json.loads((output / "leaderboard.json").read_text())["leaderboard"]}
@@ -174,6 +175,8 @@ def test_compare_with_cost_measures_each_models_network_on_its_plan(grid_run, tm
         assert board[f"{name} 2d"]["params (M)"] == pytest.approx(parameters / 1e6)
         assert board[f"{name} 2d"]["peak memory x U-Net"] > 0.5 and board[f"{name} 2d"]["train step x U-Net"] > 0
     assert (output / "dice_vs_cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for row in board.values():  # boundary metrics from the validation predictions
+        assert row["HD95"] > 0 and 0 <= row["NSD"] <= 1
 
 
 def test_compare_names_the_plans_a_trainer_was_trained_with(grid_run, tmp_path):
