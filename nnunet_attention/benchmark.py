@@ -275,6 +275,17 @@ def progress(message: str) -> None:
     print(f"[nnunet-attention benchmark] {message}", file=sys.stderr, flush=True)
 
 
+def registered_network(trainer: str) -> str | None:
+    """The benchmark's network for a trainer: ours by name or as the base of a subclass named after it
+    (``nnUNetTrainerMTUNet_250epochs``), nnU-Net's U-Net for ``nnUNetTrainer`` and its variants; else None."""
+    from nnunet_attention.trainers import TRAINERS
+
+    bases = [name for name in TRAINERS if trainer == name or trainer.startswith(f"{name}_")]
+    if bases:
+        return max(bases, key=len)
+    return REFERENCE if trainer == "nnUNetTrainer" or trainer.startswith("nnUNetTrainer_") else None
+
+
 def network_names(trainers: Sequence[str] | None = None) -> list[str]:
     """The reference, then the requested trainers (default: every registered trainer, sorted)."""
     from nnunet_attention.trainers import TRAINERS

@@ -169,20 +169,18 @@ def _add_train_grid_parser(subparsers) -> None:
 
 
 def _run_train_grid(args: argparse.Namespace) -> int:
-    import os
     from pathlib import Path
 
-    from .train_grid import dataset_name_of, grid, run_grid, slurm_script
+    from .train_grid import dataset_name_of, grid, results_folder_from_environment, run_grid, slurm_script
 
-    if "nnUNet_results" not in os.environ:
-        raise ValueError("set nnUNet_raw, nnUNet_preprocessed and nnUNet_results as for nnUNetv2_train")
+    results = results_folder_from_environment()
     jobs = grid(args.dataset_id, args.configurations, args.trainers, args.folds, args.plans)
 
     def report(message: str) -> None:
         print(f"[nnunet-attention train-grid] {message}", flush=True)
 
     if args.slurm:
-        results, dataset_name = Path(os.environ["nnUNet_results"]), dataset_name_of(args.dataset_id)
+        dataset_name = dataset_name_of(args.dataset_id)
         unfinished = [job for job in jobs if job.state(results, dataset_name) != "finished"]
         if not unfinished:
             report(f"all {len(jobs)} jobs are finished; no script written")
@@ -233,15 +231,12 @@ def _cuda_available() -> bool:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    import os
     from pathlib import Path
 
     from .compare import markdown, run_compare
-    from .train_grid import dataset_name_of
+    from .train_grid import dataset_name_of, results_folder_from_environment
 
-    if "nnUNet_results" not in os.environ:
-        raise ValueError("set nnUNet_results (and nnUNet_raw, nnUNet_preprocessed) as for nnUNetv2_train")
-    comparison = run_compare(dataset_name_of(args.dataset_id), Path(os.environ["nnUNet_results"]),
+    comparison = run_compare(dataset_name_of(args.dataset_id), results_folder_from_environment(),
                              args.configurations, args.trainers, args.plans, [str(f) for f in args.folds],
                              args.baseline, Path(args.output), args.cost_device if args.with_cost else None,
                              boundary_tolerance_mm=args.boundary)

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .train_grid import model_folder
+
 #: bootstrap resamples of the confidence interval, and its seed (a leaderboard must not change between runs)
 BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED = 10_000, 0
 
@@ -44,7 +46,7 @@ class Model:
         return f"{self.trainer} {self.configuration}"
 
     def folder(self, results_folder: Path, dataset_name: str) -> Path:
-        return results_folder / dataset_name / f"{self.trainer}__{self.plans}__{self.configuration}"
+        return model_folder(results_folder, dataset_name, self.trainer, self.plans, self.configuration)
 
 
 def read_validation(model: Model, results_folder: Path, dataset_name: str, folds: list[str]) -> tuple[
@@ -216,18 +218,6 @@ def add_boundary_metrics(metrics: pd.DataFrame, models: list[Model], results_fol
     return metrics.merge(pd.DataFrame(rows), on=["model", "case", "label"], how="left")
 
 
-def registered_network(trainer: str) -> str | None:
-    """The benchmark's network for a trainer: ours by name or as the base of a subclass named after it
-    (``nnUNetTrainerMTUNet_250epochs``), nnU-Net's U-Net for ``nnUNetTrainer`` and its variants; else None."""
-    from .benchmark import REFERENCE
-    from .trainers import TRAINERS
-
-    bases = [name for name in TRAINERS if trainer == name or trainer.startswith(f"{name}_")]
-    if bases:
-        return max(bases, key=len)
-    return REFERENCE if trainer == "nnUNetTrainer" or trainer.startswith("nnUNetTrainer_") else None
-
-
 #: cost columns: (column, benchmark Measurement attribute, relative to nnU-Net's U-Net)
 COST_COLUMNS = (("params (M)", "parameters", False), ("GFLOPs / patch", "gflops", False),
                 ("train step x U-Net", "step_seconds", True), ("peak memory x U-Net", "peak_mib", True))
@@ -237,7 +227,7 @@ def cost_of_models(models: list[Model], results_folder: Path, dataset_name: str,
                    steps: int) -> tuple[dict[str, dict[str, float]], list[str]]:
     """Per model the benchmark's cost on its own plan (the model folder's plans.json), each network in a fresh
     process beside nnU-Net's U-Net on the same plan: parameters, GFLOPs, step-time and memory ratios."""
-    from .benchmark import REFERENCE, run_benchmark
+    from .benchmark import REFERENCE, registered_network, run_benchmark
     from .plan_presets import BenchmarkPlan
 
     costs, messages = {}, []

@@ -21,7 +21,7 @@ import inspect
 import math
 from functools import cache
 
-from .benchmark import REFERENCE
+from .benchmark import REFERENCE, registered_network
 from .memory_estimate import training_step_peak_bytes
 from .plan_presets import BenchmarkPlan
 
@@ -147,7 +147,7 @@ def plan_for_trainer(dataset_id: int, trainer_name: str, gpu_memory_target_in_gb
     if base_planner is None:
         raise ValueError(f"nnU-Net has no experiment planner {planner_name!r} (e.g. ExperimentPlanner, "
                          f"nnUNetPlannerResEncM, nnUNetPlannerResEncL)")
-    network = REFERENCE if trainer_name == "nnUNetTrainer" else trainer_name
+    network = registered_network(trainer_name)
     plans_name = plans_name or default_plans_name(trainer_name, base_planner)
     plans, plans_identifier = plan_experiment_dataset(
         dataset_id, attention_aware_planner(base_planner, network), gpu_memory_target_in_gb,
@@ -190,7 +190,7 @@ def verify_on_cuda(dataset_id: int, plans_name: str, trainer_name: str, configur
 
     require_cuda_for_verify()
     plans_file = join(nnUNet_preprocessed, maybe_convert_to_dataset_name(dataset_id), f"{plans_name}.json")
-    network_name = REFERENCE if trainer_name == "nnUNetTrainer" else trainer_name
+    network_name = registered_network(trainer_name)
     device, lines = torch.device("cuda"), []
     for configuration in configurations:
         plan = BenchmarkPlan.from_plans_file(plans_file, configuration)

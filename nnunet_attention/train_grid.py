@@ -23,6 +23,11 @@ FINISHED_MARKER = Path("validation") / "summary.json"
 CHECKPOINTS = ("checkpoint_final.pth", "checkpoint_latest.pth", "checkpoint_best.pth")
 
 
+def model_folder(results_folder: Path, dataset_name: str, trainer: str, plans: str, configuration: str) -> Path:
+    """Where ``nnUNetv2_train`` writes a model: ``nnUNet_results/<dataset>/<trainer>__<plans>__<configuration>``."""
+    return results_folder / dataset_name / f"{trainer}__{plans}__{configuration}"
+
+
 @dataclass(frozen=True)
 class TrainingJob:
     """One ``nnUNetv2_train DATASET CONFIGURATION FOLD -tr TRAINER -p PLANS``."""
@@ -34,8 +39,8 @@ class TrainingJob:
     plans: str = "nnUNetPlans"
 
     def fold_folder(self, results_folder: Path, dataset_name: str) -> Path:
-        model_folder = f"{self.trainer}__{self.plans}__{self.configuration}"
-        return results_folder / dataset_name / model_folder / f"fold_{self.fold}"
+        folder = model_folder(results_folder, dataset_name, self.trainer, self.plans, self.configuration)
+        return folder / f"fold_{self.fold}"
 
     def state(self, results_folder: Path, dataset_name: str) -> str:
         """``"finished"``, ``"interrupted"`` or ``"missing"`` (see the module docstring)."""
@@ -129,6 +134,13 @@ def slurm_script(jobs: Sequence[TrainingJob], partition: str | None = None, gpus
     return "\n".join(lines)
 
 
+def results_folder_from_environment() -> Path:
+    """``$nnUNet_results``; a ValueError saying what to set where it is not set."""
+    if "nnUNet_results" not in os.environ:
+        raise ValueError("set nnUNet_raw, nnUNet_preprocessed and nnUNet_results as for nnUNetv2_train")
+    return Path(os.environ["nnUNet_results"])
+
+
 def dataset_name_of(dataset_id: int) -> str:
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
@@ -139,7 +151,7 @@ def run_grid(jobs: Sequence[TrainingJob], gpus: Sequence[str] | None, device: st
              report: Callable[[str], None] = print) -> list[str]:
     """Run the jobs (of one dataset) that are not finished, one per GPU of ``gpus`` at a time (none: one at a
     time on ``device``); report the skipped ones. Returns the failed jobs' names."""
-    results_folder = Path(os.environ["nnUNet_results"])
+    results_folder = results_folder_from_environment()
     dataset_name = dataset_name_of(jobs[0].dataset_id)
     to_run = []
     for job in jobs:
