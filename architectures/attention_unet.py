@@ -23,6 +23,7 @@ from .blocks.attention_gate import AttentionGate, MultiAttentionGate
 from .blocks.attention_probe import name_attention_maps
 from .decoder import HookedUNetDecoder
 from .plan import UNetPlan
+from .planned_network import PlannedNetwork
 
 
 class GatingSignalGate(nn.Module):
@@ -37,7 +38,7 @@ class GatingSignalGate(nn.Module):
         return self.gate(skip, self.gating_signal(bottleneck))
 
 
-class AttentionUNet(nn.Module):
+class AttentionUNet(PlannedNetwork):
     """nnU-Net's planned U-Net with attention-gated skips (see the module docstring).
 
     Args:
@@ -62,10 +63,9 @@ class AttentionUNet(nn.Module):
         gates_per_skip: int = 2,
         gate_top_skip: bool = False,
     ):
-        super().__init__()
+        super().__init__(plan, input_channels, num_classes, deep_supervision)
         if gates_per_skip < 1:
             raise ValueError(f"gates_per_skip must be at least 1, got {gates_per_skip}")
-        self.plan = plan
         self.encoder = plan.build_encoder(input_channels)
         bottleneck_channels = plan.features_per_stage[-1]
         gating_signal = plan.conv_norm_nonlin(bottleneck_channels, bottleneck_channels)
@@ -91,6 +91,3 @@ class AttentionUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         return self.decoder(self.encoder(x))
-
-    def initialize(self, module: nn.Module) -> None:
-        self.plan.initialize(module)

@@ -27,11 +27,13 @@ import torch
 from dynamic_network_architectures.building_blocks.helper import get_matching_dropout
 from torch import nn
 
+from .blocks.attention_probe import name_attention_maps
 from .blocks.cross_axis_attention import MultiScaleCrossAxisAttention
 from .blocks.heads import heads_for
 from .blocks.interpolation import resize_linear
 from .blocks.separable_conv import depthwise_separable_conv
 from .plan import UNetPlan
+from .planned_network import PlannedNetwork
 
 #: cumulative stride of MSCAN's first stage (E1); E2..E4 follow at 8, 16, 32
 E1_STRIDE = 4
@@ -58,7 +60,7 @@ class MCAHead(nn.Module):
         self.squeeze = plan.conv_norm_nonlin(sum(channels[1:]), e2)
         self.cross_axis_attention = MultiScaleCrossAxisAttention(plan.conv_op, e2, heads_for(e2, heads), strip_lengths)
         for axis, probe in zip(self.cross_axis_attention.axes, self.cross_axis_attention.attention_probes):
-            probe.map_name = f"mca_axis{axis}"
+            name_attention_maps(probe, f"mca_axis{axis}")
         self.fuse = nn.Sequential(depthwise_separable_conv(plan, e2 + e1, e4, 3),
                                   depthwise_separable_conv(plan, e4, e4, 3))
         self.align = plan.conv_norm_nonlin(e4, e1)
@@ -75,7 +77,7 @@ class MCAHead(nn.Module):
         return self.seg_layers[0](self.dropout(fused))
 
 
-class MCANet(nn.Module):
+class MCANet(PlannedNetwork):
     """The planned encoder (up to stride 32) with the MCA decode head.
 
     Args:
@@ -86,8 +88,12 @@ class MCANet(nn.Module):
         strip_lengths: MCA strip convolution lengths (official: 7, 11, 21).
         dropout: before the classifier (official: 0.1).
 
-    Forward: ``(B, input_channels, *patch)`` -> ``(B, num_classes, *patch)`` in training and evaluation.
+    Forward: ``(B, input_channels, *patch)`` -> ``(B, num_classes, *patch)`` in training and evaluation. The MCA
+    attention is exposed per spatial axis ``a`` as ``mca_axis{a}``.
     """
+
+    supports_deep_supervision = False
+    outputs_instead = "the paper's head has one output at E1's grid"
 
     def __init__(
         self,
@@ -99,13 +105,7 @@ class MCANet(nn.Module):
         strip_lengths: Sequence[int] = (7, 11, 21),
         dropout: float = 0.1,
     ):
-        super().__init__()
-        if deep_supervision:
-            raise ValueError(
-                "MCANet has no multi-resolution deep supervision (the paper's head has one output at E1's grid); "
-                "its trainer (nnUNetTrainerMCANet) switches nnU-Net's off: build it with deep_supervision=False"
-            )
-        self.plan = plan
+        super().__init__(plan, input_channels, num_classes, deep_supervision)
         self.backbone_levels = backbone_levels(plan)
         self.encoder = plan.first_stages(self.backbone_levels[-1] + 1).build_encoder(input_channels)
         self.head = MCAHead(plan, self.backbone_levels, num_classes, heads, strip_lengths, dropout)
@@ -114,6 +114,3 @@ class MCANet(nn.Module):
         skips = self.encoder(x)
         logits = self.head([skips[level] for level in self.backbone_levels])
         return resize_linear(logits, x.shape[2:])
-
-    def initialize(self, module: nn.Module) -> None:
-        self.plan.initialize(module)

@@ -32,7 +32,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .blocks.attention_probe import NON_NEGATIVE, AttentionProbe
+from .blocks.attention_probe import NON_NEGATIVE, AttentionProbe, name_attention_maps
 from .blocks.guided_attention import (
     ChannelAttention,
     DualAttention,
@@ -42,6 +42,7 @@ from .blocks.guided_attention import (
 )
 from .blocks.interpolation import resize_linear
 from .plan import UNetPlan
+from .planned_network import PlannedNetwork
 
 STEPS = 2
 
@@ -89,7 +90,7 @@ class ClassHeads(nn.Module):
         )
 
 
-class MSGANet(nn.Module):
+class MSGANet(PlannedNetwork):
     """Planned encoder + multi-scale self-guided attention head (see the module docstring).
 
     Args:
@@ -100,7 +101,14 @@ class MSGANet(nn.Module):
         max_attention_positions: see the module docstring.
         n_scales: deepest encoder levels fused (paper: 4); fewer where the plan has fewer levels or the finer
             ones exceed ``max_attention_positions``.
+
+    Forward: ``(B, input_channels, *patch)`` -> :class:`MSGAOutputs` in training, logits ``(B, num_classes,
+    *patch)`` in evaluation. Each fused level ``L``'s step-1 guided attention map A_s is exposed as
+    ``guided_attention_level{L}`` (all on the finest fused level's grid).
     """
+
+    supports_deep_supervision = False
+    outputs_instead = "its trainer's loss supervises all eight heads at full resolution"
 
     def __init__(
         self,
@@ -112,14 +120,8 @@ class MSGANet(nn.Module):
         max_attention_positions: int = 4096,
         n_scales: int = 4,
     ):
-        super().__init__()
-        if deep_supervision:
-            raise ValueError(
-                "MSGANet has no multi-resolution deep supervision: its trainer (nnUNetTrainerMSGA) supervises "
-                "all eight heads at full resolution; build it with deep_supervision=False"
-            )
+        super().__init__(plan, input_channels, num_classes, deep_supervision)
         conv_op = plan.conv_op
-        self.plan = plan
         self.scale_levels = plan.deepest_levels(n_scales, max_attention_positions)
         finest = self.scale_levels[0]
         kernel = plan.kernel_sizes[finest]
@@ -149,7 +151,7 @@ class MSGANet(nn.Module):
             for level in self.scale_levels
         )
         for level, probe in zip(self.scale_levels, self.attention_probes):
-            probe.map_name = f"guided_attention_level{level}"
+            name_attention_maps(probe, f"guided_attention_level{level}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | MSGAOutputs:
         skips = self.encoder(x)
@@ -183,6 +185,3 @@ class MSGANet(nn.Module):
             semantic_pairs=tuple((latents[s], latents[n + s]) for s in range(n)),
             reconstruction_pairs=tuple(reconstructions),
         )
-
-    def initialize(self, module: nn.Module) -> None:
-        self.plan.initialize(module)

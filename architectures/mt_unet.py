@@ -26,9 +26,11 @@ the synthetic 3d plan, 4 stages: MTMs at strides 2, 4, 8 took 15x the plain U-Ne
 7. Heads: a 1x1 head per decoder level for nnU-Net's deep supervision (highest resolution first); with deep
    supervision off the full-resolution head alone, the authors' ``SegmentationHead``.
 
-Each MTM: LGG-SA (window 4 per axis, shrunk on shorter axes; the padding of grids that are no window multiple
-is masked, where the authors' code pads with unmasked zeros) and external attention, pre-LayerNorm (eps 1e-6)
-and residual each, 8 heads (fewer where they do not divide the channels), 64 memory slots per head.
+Each MTM: LGG-SA and external attention, pre-LayerNorm (eps 1e-6) and residual each, 8 heads (fewer where they
+do not divide the channels), 64 memory slots per head. LGG-SA's window is 4 per axis, shrunk on shorter axes; a
+grid that is no window multiple is padded with zeros, masked out of the window attention and the window
+aggregation, where the authors' code pads unmasked: zeros below and right of the grid, and in the corner a copy of
+the grid's last block.
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ from .blocks.attention_probe import name_attention_maps
 from .blocks.heads import heads_for
 from .blocks.mixed_transformer import MixedTransformerStage
 from .blocks.windows import window_shape_for
+from .decoder import decode
 from .plan import UNetPlan
+from .planned_network import PlannedNetwork
 
 
 class DecoderLevel(nn.Module):
@@ -59,10 +63,11 @@ class DecoderLevel(nn.Module):
 
 
 class MTUNetDecoder(nn.Module):
-    """Decoder levels ``n_stages - 2`` .. 0 (MTM levels, then convolutional ones) with a head per level.
+    """Decoder levels ``n_stages - 2`` .. 0 (MTM levels, then convolutional ones) with a head per level, run by
+    nnU-Net's decoder loop (:func:`~.decoder.decode`).
 
-    ``deep_supervision`` is what nnU-Net's ``set_deep_supervision_enabled`` toggles. Forward: the skips (level 0
-    first) and the bottleneck -> logits ``(B, classes, *patch)``, or one per level, highest resolution first.
+    ``deep_supervision`` is what nnU-Net's ``set_deep_supervision_enabled`` toggles. Forward: the skips, level 0
+    first, with the bottleneck last -> logits ``(B, classes, *patch)``, or one per level, highest resolution first.
     """
 
     def __init__(self, levels: Sequence[DecoderLevel], heads: Sequence[nn.Module], deep_supervision: bool):
@@ -71,16 +76,15 @@ class MTUNetDecoder(nn.Module):
         self.seg_layers = nn.ModuleList(heads)
         self.deep_supervision = deep_supervision
 
-    def forward(self, skips: Sequence[torch.Tensor], bottleneck: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        features, outputs = bottleneck, []
-        for level, (up_step, head) in enumerate(zip(self.levels, self.seg_layers)):
-            features = up_step(features, skips[-(level + 1)])
-            if self.deep_supervision or level == len(self.levels) - 1:
-                outputs.append(head(features))
-        return outputs[::-1] if self.deep_supervision else outputs[-1]
+    def forward(self, skips: Sequence[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
+        return decode(self.up_step, self.seg_layers, skips, self.deep_supervision)
+
+    def up_step(self, s: int, below: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """Decoder level ``s`` (deepest first): :class:`DecoderLevel` ``(below, skip)``."""
+        return self.levels[s](below, skip)
 
 
-class MTUNet(nn.Module):
+class MTUNet(PlannedNetwork):
     """MT-UNet on the plan (see the module docstring).
 
     Args:
@@ -112,11 +116,10 @@ class MTUNet(nn.Module):
         max_heads: int = 8,
         memory_slots: int = 64,
     ):
-        super().__init__()
+        super().__init__(plan, input_channels, num_classes, deep_supervision)
         n_stages, channels, strides, grids = plan.n_stages, plan.features_per_stage, plan.strides, plan.grids
         if transformer_levels < 1:
             raise ValueError(f"transformer_levels must be at least 1 (the bottleneck), got {transformer_levels}")
-        self.plan = plan
         # level 0 stays convolutional, the bottleneck is always an MTM level
         coarse_enough = min(max(plan.first_level_at_stride(min_transformer_stride), 1), n_stages - 1)
         first = self.first_transformer_level = max(n_stages - transformer_levels, coarse_enough)
@@ -168,7 +171,4 @@ class MTUNet(nn.Module):
             features = mixed_transformers(features)
             skips.append(features)
             features = downsample(features)
-        return self.decoder(skips, self.bottleneck(features))
-
-    def initialize(self, module: nn.Module) -> None:
-        self.plan.initialize(module)
+        return self.decoder([*skips, self.bottleneck(features)])

@@ -3,12 +3,16 @@ nnU-Net plan, with the topology of the authors' code (divelab/Non-local-U-Nets, 
 
 1. Encoder: the planned encoder (the authors': residual blocks; plain or ResEnc here, as the plan says).
 2. Bottom block: the bottleneck through the plan's norm and nonlinearity, a *same* global aggregation block
-   (``bottom_heads`` = 2 heads at the bottleneck's channels), plus the encoder's output as residual.
+   (``bottom_heads`` = 2 heads at the bottleneck's channels), plus the encoder's output as residual. The authors'
+   encoder ends in a pre-activation residual block (no norm after its last conv), so their BN-ReLU6 here is the
+   first; nnU-Net's encoder stage ends with its own norm and nonlinearity, so here the block's follow those.
 3. First up-step: the bottom block's output through the plan's norm and nonlinearity into an *up-sampling*
    global aggregation block (``up_heads`` = 1 head at the next level's channels; its query a transposed 3x3 conv
    with the plan's stride between the two levels, anisotropic in 3D, so attention does the upsampling), plus the
-   authors' shortcut beside it, a transposed 3x3 conv of the same input with the same stride. It takes the place
-   of nnU-Net's transposed conv of that step.
+   authors' shortcut beside it, a transposed 3x3 conv of the same input with the same stride and no bias (their
+   ``Deconv3D``). It is the decoder's ``upsamplings`` hook for that step, in place of nnU-Net's transposed conv.
+   Both transposed convs align as PyTorch's (see :func:`~.blocks.global_aggregation.upsampling_transpconv`): one
+   fine voxel from TensorFlow's 'same' along each axis of stride 2.
 4. The rest is nnU-Net's planned decoder (skip concatenation and the plan's convs where the authors add the skip
    and run a residual block) and its deep-supervision heads (the authors: BN-ReLU6, dropout 0.5, 1x1 conv).
 
@@ -25,10 +29,12 @@ from .blocks.attention_probe import name_attention_maps
 from .blocks.global_aggregation import GlobalAggregation, upsampling_transpconv
 from .decoder import HookedUNetDecoder
 from .plan import UNetPlan
+from .planned_network import PlannedNetwork
 
 
 class BottomBlock(nn.Module):
-    """``x + GA(nonlin(norm(x)))`` with a *same* global aggregation block: ``(B, C, *S)`` -> same."""
+    """``x + GA(nonlin(norm(x)))`` with a *same* global aggregation block: ``(B, C, *S)`` -> same. ``x`` is the
+    encoder's output, which nnU-Net's stage has already normalised and activated (see the module docstring)."""
 
     def __init__(self, plan: UNetPlan, channels: int, heads: int, attention_dropout: float):
         super().__init__()
@@ -41,8 +47,8 @@ class BottomBlock(nn.Module):
 
 
 class UpAggregation(nn.Module):
-    """The authors' attention up-block: ``GA_up(y) + transpconv(y)``, ``y = nonlin(norm(x))``:
-    ``(B, C_in, *S)`` -> ``(B, C_out, *S * stride)``."""
+    """The authors' attention up-block: ``GA_up(y) + transpconv(y)``, ``y = nonlin(norm(x))``, the shortcut
+    ``transpconv`` without bias (the authors' ``Deconv3D``): ``(B, C_in, *S)`` -> ``(B, C_out, *S * stride)``."""
 
     def __init__(self, plan: UNetPlan, in_channels: int, out_channels: int, stride, heads: int,
                  attention_dropout: float):
@@ -50,14 +56,14 @@ class UpAggregation(nn.Module):
         self.norm_nonlin = plan.norm_nonlin(in_channels)
         self.aggregation = GlobalAggregation(plan.conv_op, in_channels, out_channels, heads, up_stride=stride,
                                              attention_dropout=attention_dropout)
-        self.shortcut = upsampling_transpconv(plan.conv_op, in_channels, out_channels, stride, plan.conv_bias)
+        self.shortcut = upsampling_transpconv(plan.conv_op, in_channels, out_channels, stride, bias=False)
 
     def forward(self, below: torch.Tensor) -> torch.Tensor:
         activated = self.norm_nonlin(below)
         return self.aggregation(activated) + self.shortcut(activated)
 
 
-class NonLocalUNet(nn.Module):
+class NonLocalUNet(PlannedNetwork):
     """The Non-local U-Net on the plan (see the module docstring).
 
     Args:
@@ -66,6 +72,10 @@ class NonLocalUNet(nn.Module):
         deep_supervision: return nnU-Net's list of logits (highest resolution first).
         bottom_heads, up_heads: heads of the bottom and the up-sampling block (official: 2 and 1).
         attention_dropout: on the attention weights in training (official: 0.5).
+
+    Forward: ``(B, input_channels, *patch)`` -> logits ``(B, num_classes, *patch)``, or the deep-supervision list.
+    The two blocks' responses are exposed as ``global_aggregation_bottleneck_level{L}`` and
+    ``global_aggregation_up_to_level{L}`` (L: the encoder level of the map's grid).
     """
 
     def __init__(
@@ -78,21 +88,18 @@ class NonLocalUNet(nn.Module):
         up_heads: int = 1,
         attention_dropout: float = 0.5,
     ):
-        super().__init__()
-        channels = plan.features_per_stage
-        self.plan = plan
+        super().__init__(plan, input_channels, num_classes, deep_supervision)
+        channels, n_stages = plan.features_per_stage, plan.n_stages
         self.encoder = plan.build_encoder(input_channels)
         self.bottom_block = BottomBlock(plan, channels[-1], bottom_heads, attention_dropout)
-        self.decoder = HookedUNetDecoder(plan, self.encoder, num_classes, deep_supervision)
-        # the first up-step upsamples by attention, in place of nnU-Net's transposed conv
-        self.decoder.transpconvs[0] = UpAggregation(plan, channels[-1], channels[-2], plan.strides[-1], up_heads,
-                                                    attention_dropout)
-        name_attention_maps(self.bottom_block, f"global_aggregation_bottleneck_level{plan.n_stages - 1}")
-        name_attention_maps(self.decoder.transpconvs[0], f"global_aggregation_up_to_level{plan.n_stages - 2}")
+        up_block = UpAggregation(plan, channels[-1], channels[-2], plan.strides[-1], up_heads, attention_dropout)
+        name_attention_maps(self.bottom_block, f"global_aggregation_bottleneck_level{n_stages - 1}")
+        name_attention_maps(up_block, f"global_aggregation_up_to_level{n_stages - 2}")
+        # the first up-step upsamples by attention, in place of nnU-Net's transposed conv; the others are nnU-Net's
+        self.decoder = HookedUNetDecoder(plan, self.encoder, num_classes, deep_supervision,
+                                         upsamplings=[up_block] + [None] * (n_stages - 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         skips = self.encoder(x)
+        # the decoder's first up-step runs the up-sampling block on the bottom block's output
         return self.decoder([*skips[:-1], self.bottom_block(skips[-1])])
-
-    def initialize(self, module: nn.Module) -> None:
-        self.plan.initialize(module)

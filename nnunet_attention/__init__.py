@@ -3,7 +3,8 @@
 - ``nnunet_attention.trainers``: the trainers (``nnUNetTrainerAttentionUNet``, ...), found by the stock
   ``nnUNetv2_*`` commands after installation;
 - ``nnunet_attention.architectures``: the networks, built from an nnU-Net plan's ``arch_kwargs``;
-- ``nnunet-attention demo | synth``: the command line.
+- ``nnunet-attention demo | synth | attention-maps | benchmark | plan | train-grid | compare``: the command line
+  (:mod:`nnunet_attention.cli`), and the tools behind it in this package.
 """
 
 from pathlib import Path

@@ -7,9 +7,12 @@ the summary's value range, and the architecture names it by what and where it is
 ``lgg_sa_encoder_level3_block0``). :class:`ProbedNetwork` appends the summaries, resized to the patch, as
 channels behind the logits, so nnU-Net's own predictor stitches them like the logits: same preprocessing,
 sliding window with Gaussian weighting, mirroring test-time augmentation and fold averaging (the stitching
-buffer is float32 here, see :meth:`AttentionMapPredictor._internal_predict_sliding_window_return_logits`). The
-maps are then taken back to the original image as nnU-Net does for probabilities (resampling, crop reverted,
-transpose reverted) and written per case:
+buffer is float32 here, see :meth:`AttentionMapPredictor._internal_predict_sliding_window_return_logits`, an
+override of a private nnU-Net method that :func:`check_predictor_contract` checks at construction). Each case is
+read with the plans' reader and preprocessed by nnU-Net's own ``PreprocessAdapterFromNpy`` (which also appends a
+cascade stage's previous-stage segmentation as one-hot channels). :func:`predict_attention_maps` yields each
+case's maps taken back to the original image as nnU-Net does for probabilities (resampling, crop reverted,
+transpose reverted); :func:`write_case_maps` writes them:
 
     OUTPUT/<case>/<map>.nii.gz          float32, the input image's spacing, origin and direction
     OUTPUT/<case>/<map>.png             2D images only: the map alone, in its colour scale
@@ -27,28 +30,28 @@ border of the image) a map is 0.
 
 from __future__ import annotations
 
-import json
-import math
+import inspect
 import os
-import textwrap
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 import torch
 from acvl_utils.cropping_and_padding.bounding_boxes import bounding_box_to_slice, insert_crop_into_image
+from nnunetv2.inference.data_iterators import PreprocessAdapterFromNpy
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2.inference.sliding_window_prediction import compute_gaussian
-from nnunetv2.utilities.label_handling.label_handling import convert_labelmap_to_one_hot
 from nnunetv2.utilities.utils import create_lists_from_splitted_dataset_folder
 from torch import nn
 
 from .architectures.blocks.attention_probe import attention_probes, capture_attention_maps
 from .architectures.blocks.interpolation import resize_linear
-from .atomic import atomic_path
+from .attention_map_files import CaseMaps, write_case_maps
+from .errors import UsageError
 from .nnunet_commands import nnunet_chatter_hidden
+from .nnunet_layout import fold_folder, model_folder_parts
 from .schedules import with_ext_trainer_folder
 
 
@@ -66,7 +69,7 @@ class ProbedNetwork(nn.Module):
         self.network = network
         by_path = attention_probes(network)
         if not by_path:
-            raise ValueError(f"{type(network).__name__} exposes no attention maps (it has no AttentionProbe)")
+            raise UsageError(f"{type(network).__name__} exposes no attention maps (it has no AttentionProbe)")
         self.module_paths = {probe.map_name or path: path for path, probe in by_path.items()}
         if len(self.module_paths) != len(by_path):
             raise ValueError(f"{type(network).__name__} gives two attention maps the same name: "
@@ -102,8 +105,61 @@ class _StitchedChannels:
         return getattr(self._label_manager, name)
 
 
+#: the nnunetv2 releases this package is tested with (its requirement in pyproject.toml)
+TESTED_NNUNETV2 = ">=2.8.1,<2.9"
+#: nnU-Net's private predictor methods that :class:`AttentionMapPredictor` overrides or calls, with their parameters
+PREDICTOR_CONTRACT = {
+    "_internal_predict_sliding_window_return_logits": ("self", "data", "slicers", "do_on_device"),
+    "_internal_maybe_mirror_and_predict": ("self", "x"),
+    "_internal_get_sliding_window_slicers": ("self", "image_size"),
+}
+#: the parameters of nnU-Net's ``compute_gaussian`` that the float32 stitching passes
+GAUSSIAN_PARAMETERS = ("tile_size", "sigma_scale", "value_scaling_factor", "dtype", "device")
+
+
+def installed_nnunetv2() -> str:
+    """The installed nnunetv2's version, for messages (``unknown`` when it runs from a source tree)."""
+    try:
+        return version("nnunetv2")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def check_predictor_contract() -> None:
+    """A RuntimeError naming what changed unless nnU-Net's predictor still has the private contract that
+    :meth:`AttentionMapPredictor._internal_predict_sliding_window_return_logits` relies on: the methods of
+    :data:`PREDICTOR_CONTRACT` with those parameters, ``predict_sliding_window_return_logits`` calling the
+    overridden method (else the override would be skipped without a sign and nnU-Net's float16 stitching would
+    zero the maps in the volume's corners), and ``compute_gaussian`` taking a dtype."""
+    changed = []
+    for name, parameters in PREDICTOR_CONTRACT.items():
+        method = getattr(nnUNetPredictor, name, None)
+        if method is None:
+            changed.append(f"nnUNetPredictor.{name} is gone")
+        elif tuple(inspect.signature(method).parameters) != parameters:
+            changed.append(f"nnUNetPredictor.{name}{inspect.signature(method)} (expected ({', '.join(parameters)}))")
+    caller = inspect.unwrap(nnUNetPredictor.predict_sliding_window_return_logits)
+    if "_internal_predict_sliding_window_return_logits" not in caller.__code__.co_names:
+        changed.append("nnUNetPredictor.predict_sliding_window_return_logits no longer calls "
+                       "_internal_predict_sliding_window_return_logits")
+    missing = [name for name in GAUSSIAN_PARAMETERS if name not in inspect.signature(compute_gaussian).parameters]
+    if missing:
+        changed.append(f"compute_gaussian has no parameter {', '.join(missing)}")
+    if changed:
+        raise RuntimeError(
+            f"the attention-map export replaces a private part of nnU-Net's predictor (its sliding-window "
+            f"stitching, to stitch in float32), and nnunetv2 {installed_nnunetv2()} changed it: "
+            f"{'; '.join(changed)}. nnunet-attention is tested with nnunetv2{TESTED_NNUNETV2}; install one of "
+            f"those: pip install 'nnunetv2{TESTED_NNUNETV2}'")
+
+
 class AttentionMapPredictor(nnUNetPredictor):
-    """nnU-Net's predictor that also returns the network's attention maps, stitched like the logits."""
+    """nnU-Net's predictor that also returns the network's attention maps, stitched like the logits. Construction
+    fails (:func:`check_predictor_contract`) on an nnU-Net whose private stitching this class cannot replace."""
+
+    def __init__(self, *args, **kwargs):
+        check_predictor_contract()
+        super().__init__(*args, **kwargs)
 
     def initialize_from_trained_model_folder(self, model_training_output_dir: str, use_folds,
                                              checkpoint_name: str = "checkpoint_final.pth"):
@@ -174,76 +230,14 @@ class AttentionMapPredictor(nnUNetPredictor):
         return region.transpose(self.plans_manager.transpose_backward)
 
 
-def is_two_dimensional(properties: dict) -> bool:
-    """Whether the image was a 2D file (nnU-Net reads it as one slice, ``(1, H, W)``)."""
-    return len(properties["sitk_stuff"]["spacing"]) == 2
-
-
-def write_like_image(array: np.ndarray, properties: dict, path: Path) -> None:
-    """Write ``array`` (the image's array shape) as float32 with the image's SimpleITK geometry, atomically."""
-    geometry = properties["sitk_stuff"]
-    if is_two_dimensional(properties):
-        array = array[0]
-    image = sitk.GetImageFromArray(array.astype(np.float32))
-    image.SetSpacing(geometry["spacing"])
-    image.SetOrigin(geometry["origin"])
-    image.SetDirection(geometry["direction"])
-    if "original_orientation" in geometry:  # SimpleITKIOWithReorient read it reoriented
-        image = sitk.DICOMOrient(image, geometry["original_orientation"])
-    with atomic_path(path) as partial:
-        sitk.WriteImage(image, str(partial), True)
-
-
-#: the percentiles of a map's values that its pictures' colour scale spans
-COLOUR_SCALE_PERCENTILES = (1.0, 99.0)
-
-
-def colour_scale(values: np.ndarray, value_range: tuple[float, float]) -> tuple[float, float]:
-    """The colour scale of a map's pictures: the :data:`COLOUR_SCALE_PERCENTILES` of ``values`` (the map in the
-    image region), robust to a few extreme voxels, kept inside the map's ``value_range``; never empty (a constant
-    map gets a scale just above its value)."""
-    low, high = (float(value) for value in np.percentile(values, COLOUR_SCALE_PERCENTILES))
-    low, high = max(low, value_range[0]), min(high, value_range[1])
-    return low, max(high, low + max(1e-6, 1e-3 * abs(low)))
-
-
-def range_caption(values: np.ndarray, scale: tuple[float, float]) -> str:
-    """What an overlay prints under its title: the map's value range and what its colours span."""
-    percentiles = "-".join(f"{p:g}" for p in COLOUR_SCALE_PERCENTILES)
-    return (f"values {values.min():.3g} to {values.max():.3g}; colours span {scale[0]:.3g} to {scale[1]:.3g} "
-            f"(percentiles {percentiles})")
-
-
-def write_png(map_slice: np.ndarray, scale: tuple[float, float], path: Path) -> None:
-    from matplotlib.image import imsave
-
-    with atomic_path(path) as partial:
-        imsave(partial, map_slice, cmap="viridis", vmin=scale[0], vmax=scale[1])
-
-
-def write_overlay_png(image_slice: np.ndarray, map_slice: np.ndarray, scale: tuple[float, float], title: str,
-                      path: Path) -> None:
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(6, 6 * image_slice.shape[0] / image_slice.shape[1] + 0.6))
-    axes = figure.subplots()
-    axes.imshow(image_slice, cmap="gray")
-    shown = axes.imshow(map_slice, cmap="jet", alpha=0.45, vmin=scale[0], vmax=scale[1])
-    figure.colorbar(shown, ax=axes, fraction=0.046, pad=0.04)
-    axes.set_title(title, fontsize=8)
-    axes.set_axis_off()
-    with atomic_path(path) as partial:
-        figure.savefig(partial, dpi=100, bbox_inches="tight", format="png")
-
-
 def check_model_folder(model_folder: Path, folds: Sequence[int | str], checkpoint_name: str) -> None:
-    """A ValueError naming what is missing unless ``model_folder`` is a trained nnU-Net model folder with these
+    """A UsageError naming what is missing unless ``model_folder`` is a trained nnU-Net model folder with these
     folds' checkpoints."""
     missing = [name for name in ("dataset.json", "plans.json") if not (model_folder / name).is_file()]
     missing += [f"fold_{fold}/{checkpoint_name}" for fold in folds
-                if not (model_folder / f"fold_{fold}" / checkpoint_name).is_file()]
+                if not (fold_folder(model_folder, fold) / checkpoint_name).is_file()]
     if missing:
-        raise ValueError(f"{model_folder} is not a trained model folder with these folds: missing "
+        raise UsageError(f"{model_folder} is not a trained model folder with these folds: missing "
                          f"{', '.join(missing)}. "
                          f"Pass the folder nnUNetv2_train writes (nnUNet_results/DatasetXXX/Trainer__Plans__config) "
                          f"and folds whose training finished (or -chk checkpoint_best.pth)")
@@ -255,7 +249,7 @@ def demo_trainers_findable(model_folder: Path) -> Iterator[None]:
     ``nnunet-attention demo`` writes beside its results (``WORKDIR/trainers`` for a model folder
     ``WORKDIR/nnUNet_results/DatasetXXX/<trainer>__<plans>__<configuration>``), if it holds the model's trainer;
     otherwise nothing changes."""
-    trainer_name = model_folder.name.split("__")[0]
+    trainer_name = model_folder_parts(model_folder)[0]
     parents = model_folder.resolve().parents
     folder = parents[2] / "trainers" if len(parents) > 2 else None
     if folder is None or not (folder / f"{trainer_name}.py").is_file():
@@ -275,24 +269,64 @@ def demo_trainers_findable(model_folder: Path) -> Iterator[None]:
 def previous_stage_segmentations(predictor: nnUNetPredictor, cases: list[str],
                                  prev_stage_predictions: str | os.PathLike | None) -> list[Path | None]:
     """Per case the previous stage's segmentation file a cascade model needs (``None`` per case otherwise), as
-    ``nnUNetv2_predict -prev_stage_predictions`` finds them: ``<folder>/<case><file_ending>``. A ValueError says
+    ``nnUNetv2_predict -prev_stage_predictions`` finds them: ``<folder>/<case><file_ending>``. A UsageError says
     what is missing."""
     previous_stage = predictor.configuration_manager.previous_stage_name
     if previous_stage is None:
         if prev_stage_predictions is not None:
-            raise ValueError("-prev_stage_predictions was given, but this model is not a cascade stage (its "
+            raise UsageError("-prev_stage_predictions was given, but this model is not a cascade stage (its "
                              "configuration has no previous stage); leave it out")
         return [None] * len(cases)
     if prev_stage_predictions is None:
-        raise ValueError(f"this model is the cascade stage after {previous_stage}: its input includes the "
+        raise UsageError(f"this model is the cascade stage after {previous_stage}: its input includes the "
                          f"segmentation of {previous_stage}. Predict the images with the {previous_stage} model "
                          f"(nnUNetv2_predict -c {previous_stage}) and pass that folder with -prev_stage_predictions")
     files = [Path(prev_stage_predictions) / f"{case}{predictor.dataset_json['file_ending']}" for case in cases]
     missing = [file.name for file in files if not file.is_file()]
     if missing:
-        raise ValueError(f"{prev_stage_predictions} lacks the {previous_stage} segmentation of {len(missing)} "
+        raise UsageError(f"{prev_stage_predictions} lacks the {previous_stage} segmentation of {len(missing)} "
                          f"case(s): {', '.join(missing[:5])}. Predict them with the {previous_stage} model first")
     return files
+
+
+def predict_attention_maps(
+    predictor: AttentionMapPredictor,
+    input_folder: str | os.PathLike,
+    prev_stage_predictions: str | os.PathLike | None = None,
+    slice_index: int | None = None,
+) -> Iterator[CaseMaps]:
+    """Yield the maps of every case in ``input_folder`` (nnU-Net naming, ``case_0000.nii.gz``), one case at a time
+    so that only one case's maps are held. Each case is read with the plans' reader and preprocessed by nnU-Net's
+    ``PreprocessAdapterFromNpy`` (a cascade stage's previous-stage segmentation, from ``prev_stage_predictions``,
+    preprocessed with its image and appended as one-hot channels of the foreground labels), as
+    ``nnUNetPredictor.predict_single_npy_array`` does. ``slice_index`` (the overlay's) indexes the first axis of
+    the image as read (the slice axis of a 3D image); default: the middle slice.
+
+    A UsageError says what is wrong: before the first case for the input folder and the previous stage's files,
+    at each case for a reader without SimpleITK geometry and a ``slice_index`` outside the case."""
+    file_ending = predictor.dataset_json["file_ending"]
+    cases = create_lists_from_splitted_dataset_folder(str(input_folder), file_ending)
+    if not cases:
+        raise UsageError(f"no images ending in {file_ending} with nnU-Net's channel suffix (_0000) in {input_folder}")
+    case_names = [os.path.basename(image_files[0])[: -len(file_ending) - len("_0000")] for image_files in cases]
+    segmentation_files = previous_stage_segmentations(predictor, case_names, prev_stage_predictions)
+    reader = predictor.plans_manager.image_reader_writer_class()
+    for image_files, case, segmentation_file in zip(cases, case_names, segmentation_files):
+        image, properties = reader.read_images(image_files)
+        if "sitk_stuff" not in properties:
+            raise UsageError(f"attention maps are written with the image's SimpleITK geometry, but this dataset "
+                             f"is read with {type(reader).__name__}; use a NIfTI/NRRD/MHA dataset (SimpleITKIO)")
+        index = image.shape[1] // 2 if slice_index is None else slice_index
+        if not 0 <= index < image.shape[1]:
+            raise UsageError(f"--slice {index} is outside case {case}, which has {image.shape[1]} slices")
+        previous_stage = None if segmentation_file is None else reader.read_seg(str(segmentation_file))[0]
+        preprocessed = next(PreprocessAdapterFromNpy(
+            [image], [previous_stage], [properties], [None], predictor.plans_manager, predictor.dataset_json,
+            predictor.configuration_manager))
+        _, maps = predictor.predict_logits_and_maps(preprocessed["data"])
+        properties = preprocessed["data_properties"]
+        yield CaseMaps(case, predictor.maps_in_image_geometry(maps, properties), predictor.image_region(properties),
+                       index, image[0, index], properties)
 
 
 def export_attention_maps(
@@ -306,11 +340,10 @@ def export_attention_maps(
     use_mirroring: bool = True,
     prev_stage_predictions: str | os.PathLike | None = None,
 ) -> list[Path]:
-    """Write every attention map of every case in ``input_folder`` (nnU-Net naming, ``case_0000.nii.gz``);
-    return the case folders. ``slice_index`` (overlay) indexes the first array axis of the image as read
-    (the slice axis of a 3D image); default: the middle slice. A cascade stage (``3d_cascade_fullres``) needs
-    ``prev_stage_predictions``, the folder of the previous stage's segmentations: as nnU-Net's predictor does, each
-    is preprocessed with its image and appended as one-hot channels of the foreground labels."""
+    """Write every attention map of every case in ``input_folder`` with the model in ``model_folder`` (these
+    folds' checkpoints); return the case folders. A cascade stage (``3d_cascade_fullres``) needs
+    ``prev_stage_predictions``, the folder of the previous stage's segmentations; ``slice_index``: see
+    :func:`predict_attention_maps`."""
     check_model_folder(Path(model_folder), folds, checkpoint_name)
     device = torch.device(device)
     with nnunet_chatter_hidden(), demo_trainers_findable(Path(model_folder)):
@@ -319,54 +352,5 @@ def export_attention_maps(
             allow_tqdm=False, verbose=False,
         )
         predictor.initialize_from_trained_model_folder(str(model_folder), tuple(folds), checkpoint_name)
-    file_ending = predictor.dataset_json["file_ending"]
-    cases = create_lists_from_splitted_dataset_folder(str(input_folder), file_ending)
-    if not cases:
-        raise ValueError(f"no images ending in {file_ending} with nnU-Net's channel suffix (_0000) in {input_folder}")
-    case_names = [os.path.basename(image_files[0])[: -len(file_ending) - len("_0000")] for image_files in cases]
-    segmentation_files = previous_stage_segmentations(predictor, case_names, prev_stage_predictions)
-    reader = predictor.plans_manager.image_reader_writer_class()
-    preprocessor = predictor.configuration_manager.preprocessor_class(verbose=False)
-    written = []
-    for image_files, case, segmentation_file in zip(cases, case_names, segmentation_files):
-        image, properties = reader.read_images(image_files)
-        if "sitk_stuff" not in properties:
-            raise ValueError(f"attention maps are written with the image's SimpleITK geometry, but this dataset "
-                             f"is read with {type(reader).__name__}; use a NIfTI/NRRD/MHA dataset (SimpleITKIO)")
-        index = image.shape[1] // 2 if slice_index is None else slice_index
-        if not 0 <= index < image.shape[1]:
-            raise ValueError(f"--slice {index} is outside case {case}, which has {image.shape[1]} slices")
-        previous_stage = None if segmentation_file is None else reader.read_seg(str(segmentation_file))[0]
-        data, previous_stage, properties = preprocessor.run_case_npy(
-            image.copy(), previous_stage, properties, predictor.plans_manager, predictor.configuration_manager,
-            predictor.dataset_json)
-        if segmentation_file is not None:  # without one, run_case_npy returns a placeholder segmentation
-            one_hot = convert_labelmap_to_one_hot(previous_stage[0], predictor.label_manager.foreground_labels,
-                                                  data.dtype)
-            data = np.vstack((data, one_hot))
-        _, maps = predictor.predict_logits_and_maps(torch.from_numpy(data))
-        maps = predictor.maps_in_image_geometry(maps, properties)
-        region = predictor.image_region(properties)
-        case_folder = Path(output_folder) / case
-        case_folder.mkdir(parents=True, exist_ok=True)
-        index_entries = {}
-        for name, attention_map in zip(predictor.map_names, maps):
-            probe = predictor.network.probes[name]
-            values = attention_map[region]
-            scale = colour_scale(values, probe.value_range)
-            files = [f"{name}.nii.gz", f"{name}_overlay.png"]
-            write_like_image(attention_map, properties, case_folder / files[0])
-            title = f"{case}: {name}\n" + textwrap.fill(probe.description, 80) + "\n" + range_caption(values, scale)
-            write_overlay_png(image[0, index], attention_map[index], scale, title, case_folder / files[1])
-            if is_two_dimensional(properties):
-                files.append(f"{name}.png")
-                write_png(attention_map[0], scale, case_folder / files[2])
-            value_range = [end if math.isfinite(end) else None for end in probe.value_range]  # None: unbounded
-            index_entries[name] = {"description": probe.description,
-                                   "module": predictor.network.module_paths[name], "value_range": value_range,
-                                   "values": [float(values.min()), float(values.max())], "colour_scale": list(scale),
-                                   "overlay_slice": index, "files": files}
-        with atomic_path(case_folder / "maps.json") as partial:
-            partial.write_text(json.dumps(index_entries, indent=2))
-        written.append(case_folder)
-    return written
+    return [write_case_maps(case, predictor.network, output_folder)
+            for case in predict_attention_maps(predictor, input_folder, prev_stage_predictions, slice_index)]

@@ -1,5 +1,11 @@
 """``nnunet-attention``: the package's command line (demo, synth, attention-maps, benchmark, plan, train-grid,
-compare)."""
+compare).
+
+Every subcommand spells a concept the way nnU-Net does (``-d -c -tr -p -f -device``, :mod:`.cli_arguments`). A
+user's mistake (:class:`~nnunet_attention.errors.UsageError`, or a stock nnU-Net command that failed) is printed
+as one message with exit code 2; anything else is a bug and keeps its traceback. Torch and nnU-Net are imported
+only by the subcommand that runs.
+"""
 
 from __future__ import annotations
 
@@ -7,34 +13,35 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .cli_arguments import nnunet_flags
+from .devices import DEVICE_CHOICES
+from .errors import UsageError
 from .nnunet_commands import NNUNetCommandError
+
+FOLDS_0_TO_4 = ["0", "1", "2", "3", "4"]
 
 
 def _add_demo_parser(subparsers) -> None:
+    flags = nnunet_flags(
+        trainer={"default": "nnUNetTrainerAttentionUNet", "help": "trainer class name (default: %(default)s)"},
+        configuration={"default": "2d", "choices": ["2d", "3d_fullres"], "help": "nnU-Net configuration"},
+        fold={"default": "0", "help": "fold to train, 0-4 or 'all' (default: %(default)s)"},
+        device={"default": "auto", "choices": DEVICE_CHOICES,
+                "help": "auto picks cuda when available (default: %(default)s)"},
+    )
     parser = subparsers.add_parser(
-        "demo",
+        "demo", parents=[flags],
         help="synthetic data -> nnU-Net plan/preprocess -> short training -> predict -> evaluate",
         description="Run the whole nnU-Net pipeline with an attention trainer on a built-in synthetic dataset "
         "and print the held-out Dice per label (mean Dice on the last line).",
     )
-    parser.add_argument(
-        "--trainer", default="nnUNetTrainerAttentionUNet", help="trainer class name (default: %(default)s)"
-    )
-    parser.add_argument("--config", default="2d", choices=["2d", "3d_fullres"], help="nnU-Net configuration")
     parser.add_argument("--epochs", type=int, default=10, help="training epochs (default: %(default)s)")
     parser.add_argument("--iterations", type=int, default=20, help="iterations per epoch (default: %(default)s)")
-    parser.add_argument(
-        "--device",
-        default="auto",
-        choices=["auto", "cpu", "cuda", "mps"],
-        help="auto picks cuda when available (default: %(default)s)",
-    )
     parser.add_argument(
         "--workdir",
         default="nnunet_attention_demo",
         help="holds nnUNet_raw, nnUNet_preprocessed, nnUNet_results and the log (default: %(default)s)",
     )
-    parser.add_argument("--fold", default="0", help="fold to train, 0-4 or 'all' (default: %(default)s)")
     shown = parser.add_mutually_exclusive_group()
     shown.add_argument("--quiet", action="store_true", help="show no training progress (the log has it all)")
     shown.add_argument("--verbose", action="store_true",
@@ -42,16 +49,16 @@ def _add_demo_parser(subparsers) -> None:
 
 
 def _add_synth_parser(subparsers) -> None:
+    flags = nnunet_flags(dataset={"type": int, "default": 990, "help": "nnU-Net dataset ID, 1-999 (default: "
+                                                                        "%(default)s)"})
     parser = subparsers.add_parser(
-        "synth",
+        "synth", parents=[flags],
         help="write a synthetic dataset in nnU-Net's raw format",
         description="Write a synthetic dataset (ellipsoid, inclusions that count only inside it, and a cuboid of "
         "the same intensity) into nnUNet_raw, with a held-out imagesTs/labelsTs split. Every option is checked "
         "before anything is written; the dataset appears under its DatasetXXX_ name only once complete.",
     )
     parser.add_argument("--raw", default=None, help="raw folder (default: $nnUNet_raw)")
-    parser.add_argument("--dataset-id", type=int, default=990,
-                        help="nnU-Net dataset ID, 1-999 (default: %(default)s)")
     parser.add_argument("--name", default="SynthAttention",
                         help="dataset name: letters, digits and '-' (default: %(default)s)")
     parser.add_argument("--shape", type=int, nargs="+", default=[96, 112],
@@ -71,8 +78,12 @@ def _add_synth_parser(subparsers) -> None:
 
 
 def _add_attention_maps_parser(subparsers) -> None:
+    flags = nnunet_flags(
+        fold={"nargs": "+", "default": ["0"], "help": "folds to ensemble (default: 0)"},
+        device={"default": "auto", "choices": DEVICE_CHOICES, "help": "auto picks cuda when available"},
+    )
     parser = subparsers.add_parser(
-        "attention-maps",
+        "attention-maps", parents=[flags],
         help="write the attention maps of a trained model for each image, in the image's geometry",
         description="Run a trained model folder like nnUNetv2_predict_from_modelfolder (same preprocessing, "
         "sliding window, mirroring, fold ensemble) and write every attention map per case as NIfTI with the "
@@ -83,11 +94,9 @@ def _add_attention_maps_parser(subparsers) -> None:
     parser.add_argument("-m", required=True, dest="model_folder",
                         help="trained model folder, e.g. "
                         "nnUNet_results/Dataset027_ACDC/nnUNetTrainerMTUNet__nnUNetPlans__2d")
-    parser.add_argument("-f", nargs="+", default=["0"], dest="folds", help="folds to ensemble (default: 0)")
     parser.add_argument("-chk", default="checkpoint_final.pth", dest="checkpoint", help="checkpoint file name")
     parser.add_argument("--slice", type=int, default=None,
                         help="overlay slice: index along the image's first array axis (default: the middle)")
-    parser.add_argument("--device", "-device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--disable_tta", action="store_true", help="no mirroring test-time augmentation")
     parser.add_argument("-prev_stage_predictions", default=None,
                         help="cascade models (3d_cascade_fullres) only: the folder of the previous stage's "
@@ -95,25 +104,27 @@ def _add_attention_maps_parser(subparsers) -> None:
 
 
 def _add_plan_parser(subparsers) -> None:
+    flags = nnunet_flags(
+        dataset={"type": int, "required": True, "help": "dataset ID"},
+        trainer={"required": True, "help": "trainer to plan for, e.g. nnUNetTrainerMTUNet"},
+        configuration={"nargs": "+", "default": ["2d", "3d_fullres", "3d_lowres"],
+                       "help": "configurations to preprocess with --preprocess (default: %(default)s)"},
+        plans={"default": None, "aliases": ["-overwrite_plans_name"],
+               "help": "plans name (default: the planner's plans name and the trainer without nnUNetTrainer, e.g. "
+                       "nnUNetPlans_MTUNet, nnUNetResEncUNetMPlans_MTUNet)"},
+    )
     parser = subparsers.add_parser(
-        "plan",
+        "plan", parents=[flags],
         help="nnU-Net's experiment planning with a trainer's network in its memory estimate",
         description="Run nnU-Net's experiment planner (after nnUNetv2_extract_fingerprint) so that patch and batch "
         "fit the GPU memory target for the trainer's network instead of nnU-Net's plain U-Net: every candidate's "
         "estimate is nnU-Net's times the ratio of the two networks' training-step peaks (fake tensors, fp16 "
         "autocast, batch 2). Writes an ordinary plans file for nnUNetv2_train/predict -p.",
     )
-    parser.add_argument("-d", type=int, required=True, dest="dataset_id", help="dataset ID")
-    parser.add_argument("-tr", required=True, dest="trainer", help="trainer to plan for, e.g. nnUNetTrainerMTUNet")
-    parser.add_argument("-c", nargs="+", default=["2d", "3d_fullres", "3d_lowres"], dest="configurations",
-                        help="configurations to preprocess with --preprocess (default: %(default)s)")
     parser.add_argument("-gpu_memory_target", type=float, default=None,
                         help="GPU memory target in GB (default: the planner's, 8 for nnU-Net's default planner)")
     parser.add_argument("-pl", default="ExperimentPlanner", dest="planner",
                         help="nnU-Net planner class, e.g. nnUNetPlannerResEncM (default: %(default)s)")
-    parser.add_argument("-overwrite_plans_name", default=None, dest="plans_name",
-                        help="plans name (default: the planner's plans name and the trainer without "
-                        "nnUNetTrainer, e.g. nnUNetPlans_MTUNet, nnUNetResEncUNetMPlans_MTUNet)")
     parser.add_argument("--preprocess", action="store_true", help="also run nnU-Net's preprocessing of -c")
     parser.add_argument("--verify", action="store_true",
                         help="CUDA only: run one training step of each planned -c configuration and report its "
@@ -127,24 +138,39 @@ def _run_plan(args: argparse.Namespace) -> int:
 
     if args.verify:  # before planning: say it at once
         require_cuda_for_verify()
-    plans, plans_name = plan_for_trainer(args.dataset_id, args.trainer, args.gpu_memory_target, args.planner,
-                                         args.plans_name, tuple(args.configurations), args.preprocess,
+    plans, plans_name = plan_for_trainer(args.dataset_id, args.trainers, args.gpu_memory_target, args.planner,
+                                         args.plans, tuple(args.configurations), args.preprocess,
                                          args.num_processes)
-    print(f"[nnunet-attention plan] {plans_name} for {args.trainer}:")
+    print(f"[nnunet-attention plan] {plans_name} for {args.trainers}:")
     print(plans_summary(plans))
     if args.verify:
         target = plans["attention_aware_planning"]["gpu_memory_target_in_gb"]
         configurations = [c for c in args.configurations if "patch_size" in plans["configurations"].get(c, {})]
-        for line in verify_on_cuda(args.dataset_id, plans_name, args.trainer, tuple(configurations), target):
+        for line in verify_on_cuda(args.dataset_id, plans_name, args.trainers, tuple(configurations), target):
             print(f"[nnunet-attention plan] {line}")
-    print(f"[nnunet-attention plan] train with: nnUNetv2_train {args.dataset_id} CONFIGURATION FOLD -tr {args.trainer} "
-          f"-p {plans_name}")
+    print(f"[nnunet-attention plan] train with: nnUNetv2_train {args.dataset_id} CONFIGURATION FOLD "
+          f"-tr {args.trainers} -p {plans_name}")
     return 0
 
 
+def _grid_flags(**device) -> argparse.ArgumentParser:
+    """The flags of a trainer x configuration x fold grid of one dataset and plans (train-grid, compare), and
+    ``device``'s options."""
+    return nnunet_flags(
+        dataset={"type": int, "required": True, "help": "dataset ID"},
+        configuration={"nargs": "+", "required": True, "help": "configurations, e.g. 2d"},
+        trainer={"nargs": "+", "required": True, "help": "trainers, e.g. nnUNetTrainer nnUNetTrainerMTUNet"},
+        plans={"default": "nnUNetPlans", "help": "plans name (default: %(default)s)"},
+        fold={"nargs": "+", "default": FOLDS_0_TO_4, "help": "folds (default: 0 1 2 3 4)"},
+        device=device,
+    )
+
+
 def _add_train_grid_parser(subparsers) -> None:
+    flags = _grid_flags(default="cuda", choices=["cuda", "cpu", "mps"],
+                        help="nnUNetv2_train -device (default: %(default)s)")
     parser = subparsers.add_parser(
-        "train-grid",
+        "train-grid", parents=[flags],
         help="run the unfinished nnUNetv2_train jobs of a trainer x configuration x fold grid, or write them as a "
         "Slurm job array",
         description="Run every nnUNetv2_train job of the grid whose fold has no validation summary yet: "
@@ -152,16 +178,8 @@ def _add_train_grid_parser(subparsers) -> None:
         "finishes only what is missing. One job per listed GPU at a time; --slurm writes a job-array script "
         "with the same jobs instead.",
     )
-    parser.add_argument("-d", type=int, required=True, dest="dataset_id", help="dataset ID")
-    parser.add_argument("-c", nargs="+", required=True, dest="configurations", help="configurations, e.g. 2d")
-    parser.add_argument("-tr", nargs="+", required=True, dest="trainers", help="trainers, e.g. nnUNetTrainer "
-                        "nnUNetTrainerMTUNet")
-    parser.add_argument("-p", default="nnUNetPlans", dest="plans", help="plans name (default: %(default)s)")
-    parser.add_argument("--folds", nargs="+", default=["0", "1", "2", "3", "4"], help="folds (default: 0 1 2 3 4)")
     parser.add_argument("--gpus", nargs="+", default=None,
                         help="GPU indices; one job runs on each at a time (default: one job at a time)")
-    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu", "mps"],
-                        help="nnUNetv2_train -device (default: %(default)s)")
     parser.add_argument("--logs", default="train_grid_logs", help="folder of the jobs' logs (default: %(default)s)")
     parser.add_argument("--slurm", default=None, metavar="FILE",
                         help="write a Slurm job-array script with the grid's unfinished jobs to FILE instead")
@@ -171,17 +189,20 @@ def _add_train_grid_parser(subparsers) -> None:
 def _run_train_grid(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .train_grid import dataset_name_of, grid, results_folder_from_environment, run_grid, slurm_script
+    from .nnunet_layout import dataset_name, results_folder
+    from .registry import require_base_trainers
+    from .train_grid import grid, run_grid, slurm_script
 
-    results = results_folder_from_environment()
+    require_base_trainers(args.trainers)  # a typo fails before any job starts
+    results = results_folder()
     jobs = grid(args.dataset_id, args.configurations, args.trainers, args.folds, args.plans)
 
     def report(message: str) -> None:
         print(f"[nnunet-attention train-grid] {message}", flush=True)
 
     if args.slurm:
-        dataset_name = dataset_name_of(args.dataset_id)
-        unfinished = [job for job in jobs if job.state(results, dataset_name) != "finished"]
+        dataset = dataset_name(args.dataset_id)
+        unfinished = [job for job in jobs if job.state(results, dataset) != "finished"]
         if not unfinished:
             report(f"all {len(jobs)} jobs are finished; no script written")
             return 0
@@ -198,47 +219,37 @@ def _run_train_grid(args: argparse.Namespace) -> int:
 
 
 def _add_compare_parser(subparsers) -> None:
+    flags = _grid_flags(default="auto", choices=DEVICE_CHOICES, aliases=["--cost-device"],
+                        help="device of the --with-cost measurement (default: cuda if available)")
     parser = subparsers.add_parser(
-        "compare",
+        "compare", parents=[flags],
         help="leaderboard of trainers on nnU-Net's cross-validation, with confidence intervals and paired tests",
         description="Read fold_X/validation/summary.json of every trainer x configuration under nnUNet_results and "
         "write a leaderboard (markdown, CSV, JSON: Dice per label and overall, std over cases, per-fold means, "
         "rank, paired difference to the baseline with a bootstrap 95%% CI, Wilcoxon p Holm-corrected) and a "
         "per-case Dice plot. Models are compared on the cases all of them validated.",
     )
-    parser.add_argument("-d", type=int, required=True, dest="dataset_id", help="dataset ID")
-    parser.add_argument("-c", nargs="+", required=True, dest="configurations", help="configurations")
-    parser.add_argument("-tr", nargs="+", required=True, dest="trainers", help="trainers")
-    parser.add_argument("-p", default="nnUNetPlans", dest="plans", help="plans name (default: %(default)s)")
-    parser.add_argument("--folds", nargs="+", default=["0", "1", "2", "3", "4"], help="folds (default: 0 1 2 3 4)")
     parser.add_argument("--baseline", default="nnUNetTrainer",
                         help="trainer the others are tested against, in the first -c (default: %(default)s)")
     parser.add_argument("-o", default="comparison", dest="output", help="output folder (default: %(default)s)")
     parser.add_argument("--with-cost", action="store_true",
                         help="add the benchmark's cost columns (params, GFLOPs, step-time and memory ratios to "
                         "nnU-Net's U-Net on the model's plan) and a Dice-vs-cost plot")
-    parser.add_argument("--cost-device", default="cuda" if _cuda_available() else "cpu",
-                        help="device of the cost measurement (default: cuda if available)")
     parser.add_argument("--boundary", nargs="?", type=float, const=1.0, default=None, metavar="TOLERANCE_MM",
                         help="add mean HD95 and normalized surface Dice at TOLERANCE_MM (default 1.0) per model, "
                         "computed per case with MONAI from the validation predictions (slow on large 3D sets)")
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def _run_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .compare import markdown, run_compare
-    from .train_grid import dataset_name_of, results_folder_from_environment
+    from .devices import resolve_device
+    from .nnunet_layout import dataset_name, results_folder
 
-    comparison = run_compare(dataset_name_of(args.dataset_id), results_folder_from_environment(),
+    comparison = run_compare(dataset_name(args.dataset_id), results_folder(),
                              args.configurations, args.trainers, args.plans, [str(f) for f in args.folds],
-                             args.baseline, Path(args.output), args.cost_device if args.with_cost else None,
+                             args.baseline, Path(args.output), resolve_device(args.device) if args.with_cost else None,
                              boundary_tolerance_mm=args.boundary)
     for message in comparison.messages:
         print(f"nnunet-attention compare: note: {message}", file=sys.stderr)
@@ -249,7 +260,7 @@ def _run_compare(args: argparse.Namespace) -> int:
 
 def _run_attention_maps(args: argparse.Namespace) -> int:
     from .attention_maps import export_attention_maps
-    from .demo import resolve_device
+    from .devices import resolve_device
 
     folds = [fold if fold == "all" else int(fold) for fold in args.folds]
     written = export_attention_maps(
@@ -262,20 +273,38 @@ def _run_attention_maps(args: argparse.Namespace) -> int:
 
 
 def _add_benchmark_parser(subparsers) -> None:
-    from .benchmark import add_arguments
+    from .plan_presets import PLAN_PRESETS
 
+    flags = nnunet_flags(
+        dataset={"type": int, "default": None, "help": "with -p PLANS_NAME: the dataset whose plans to read"},
+        plans={"default": None, "help": "an nnUNetPlans.json (its dataset.json beside it gives channels and "
+                                        "classes), or with -d a plans name in nnUNet_preprocessed"},
+        configuration={"nargs": "+", "default": ["2d", "3d_fullres"],
+                       "help": "configurations of -p (default: %(default)s)"},
+        trainer={"nargs": "+", "default": None, "help": "a subset of the trainers (default: all)"},
+        device={"default": "auto", "choices": DEVICE_CHOICES, "help": "auto picks cuda when available"},
+    )
     parser = subparsers.add_parser(
-        "benchmark",
+        "benchmark", parents=[flags],
         help="every trainer's network beside nnU-Net's U-Net on the same plan: params, FLOPs, time, memory",
         description="Measure parameters, forward FLOPs per patch, training-step time, peak memory and "
         "sliding-window inference time of every trainer's network and of nnU-Net's planned U-Net on the same "
         "plan; print a markdown table with ratios and save it with a bar chart.",
     )
-    add_arguments(parser)
+    parser.add_argument("--preset", nargs="+", choices=sorted(PLAN_PRESETS), default=None,
+                        help="built-in plans (default: acdc-2d acdc-3d_fullres when -p is not given)")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps after the warm-up (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="instead of the plan's batch size (default: the plan's on a GPU, at most 2 on a CPU)")
+    parser.add_argument("--no-inference", action="store_true", help="skip the sliding-window inference timing")
+    parser.add_argument("--output", default="benchmark_results", help="folder for table and chart (%(default)s)")
+    parser.add_argument("--gaussian-axial", action="store_true",
+                        help="also time Gaussian axial attention against the authors' per-position loop")
 
 
 def _run_benchmark(args: argparse.Namespace) -> int:
-    from .benchmark import BenchmarkInterrupted, run_from_arguments
+    from .benchmark import BenchmarkInterrupted
+    from .benchmark_command import run_from_arguments
 
     try:
         run_from_arguments(args)
@@ -291,13 +320,13 @@ def _run_demo(args: argparse.Namespace) -> int:
     from .demo import format_dice_table, run_demo
 
     result = run_demo(
-        trainer=args.trainer,
-        configuration=args.config,
+        trainer=args.trainers,
+        configuration=args.configurations,
         epochs=args.epochs,
         iterations=args.iterations,
         device=args.device,
         workdir=args.workdir,
-        fold=args.fold,
+        fold=args.folds,
         training_output="none" if args.quiet else "all" if args.verbose else "epochs",
     )
     timings = ", ".join(f"{name} {seconds:.0f}s" for name, seconds in result.seconds_per_step.items())
@@ -314,7 +343,7 @@ def _run_synth(args: argparse.Namespace) -> int:
 
     raw = args.raw or os.environ.get("nnUNet_raw")
     if not raw:
-        raise SystemExit("nnunet-attention synth: set nnUNet_raw or pass --raw FOLDER")
+        raise UsageError("set nnUNet_raw or pass --raw FOLDER")
     spacing = args.spacing or [1.0] * len(args.shape)
     spec = SynthSpec(
         dataset_id=args.dataset_id,
@@ -331,23 +360,25 @@ def _run_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="nnunet-attention", description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line: one subparser per subcommand."""
+    parser = argparse.ArgumentParser(prog="nnunet-attention", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     subparsers = parser.add_subparsers(dest="command", required=True)
-    _add_demo_parser(subparsers)
-    _add_synth_parser(subparsers)
-    _add_attention_maps_parser(subparsers)
-    _add_benchmark_parser(subparsers)
-    _add_plan_parser(subparsers)
-    _add_train_grid_parser(subparsers)
-    _add_compare_parser(subparsers)
-    args = parser.parse_args(argv)
+    for add_parser in (_add_demo_parser, _add_synth_parser, _add_attention_maps_parser, _add_benchmark_parser,
+                       _add_plan_parser, _add_train_grid_parser, _add_compare_parser):
+        add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     handlers = {"demo": _run_demo, "synth": _run_synth, "attention-maps": _run_attention_maps,
                 "benchmark": _run_benchmark, "plan": _run_plan, "train-grid": _run_train_grid,
                 "compare": _run_compare}
     try:
         return handlers[args.command](args)
-    except (ValueError, FileExistsError, NNUNetCommandError) as error:
+    except (UsageError, NNUNetCommandError) as error:
         print(f"nnunet-attention {args.command}: error: {error}", file=sys.stderr)
         return 2
 

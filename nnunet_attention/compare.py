@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .train_grid import model_folder
+from .errors import UsageError
+from .nnunet_layout import model_folder, model_folder_parts, validation_summary
 
 #: bootstrap resamples of the confidence interval, and its seed (a leaderboard must not change between runs)
 BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED = 10_000, 0
@@ -56,11 +57,12 @@ def read_validation(model: Model, results_folder: Path, dataset_name: str, folds
     rows, missing = [], []
     folder = model.folder(results_folder, dataset_name)
     if not folder.is_dir():
-        others = sorted(p.name.split("__")[1] for p in folder.parent.glob(f"{model.trainer}__*__{model.configuration}"))
+        siblings = folder.parent.glob(f"{model.trainer}__*__{model.configuration}")
+        others = sorted(model_folder_parts(sibling)[1] for sibling in siblings)
         hint = f"; it was trained with plans {', '.join(others)}: pass -p" if others else ""
         return pd.DataFrame(), [f"{model.name}: no model folder {folder.name} in {folder.parent}{hint}"]
     for fold in folds:
-        summary_file = model.folder(results_folder, dataset_name) / f"fold_{fold}" / "validation" / "summary.json"
+        summary_file = validation_summary(folder, fold)
         if not summary_file.is_file():
             missing.append(f"{model.name}: fold {fold} has no validation summary ({summary_file}): not trained, "
                            f"or its training or validation did not finish (nnunet-attention train-grid runs what "
@@ -207,7 +209,7 @@ def add_boundary_metrics(metrics: pd.DataFrame, models: list[Model], results_fol
     rows = []
     for model in models:
         for fold in metrics[metrics["model"] == model.name]["fold"].unique():
-            summary = model.folder(results_folder, dataset_name) / f"fold_{fold}" / "validation" / "summary.json"
+            summary = validation_summary(model.folder(results_folder, dataset_name), fold)
             for case in json.loads(summary.read_text())["metric_per_case"]:
                 labels = [int(label) for label in case["metrics"]]
                 prediction = summary.parent / Path(case["prediction_file"]).name
@@ -227,8 +229,9 @@ def cost_of_models(models: list[Model], results_folder: Path, dataset_name: str,
                    steps: int) -> tuple[dict[str, dict[str, float]], list[str]]:
     """Per model the benchmark's cost on its own plan (the model folder's plans.json), each network in a fresh
     process beside nnU-Net's U-Net on the same plan: parameters, GFLOPs, step-time and memory ratios."""
-    from .benchmark import REFERENCE, registered_network, run_benchmark
-    from .plan_presets import BenchmarkPlan
+    from .benchmark import run_benchmark
+    from .planned_configuration import PlannedConfiguration
+    from .registry import REFERENCE_TRAINER, base_trainer
 
     costs, messages = {}, []
     for configuration in dict.fromkeys(model.configuration for model in models):
@@ -236,16 +239,16 @@ def cost_of_models(models: list[Model], results_folder: Path, dataset_name: str,
                   and (m.folder(results_folder, dataset_name) / "plans.json").is_file()]
         if not chosen:
             continue
-        plan = BenchmarkPlan.from_plans_file(chosen[0].folder(results_folder, dataset_name) / "plans.json",
-                                             configuration)
-        networks = {m.name: registered_network(m.trainer) for m in chosen}
+        plan = PlannedConfiguration.from_plans_file(chosen[0].folder(results_folder, dataset_name) / "plans.json",
+                                                    configuration)
+        networks = {m.name: base_trainer(m.trainer) for m in chosen}
         messages += [f"{name}: no registered network to measure its cost" for name, n in networks.items() if not n]
-        ours = sorted({n for n in networks.values() if n and n != REFERENCE})
+        ours = sorted({n for n in networks.values() if n and n != REFERENCE_TRAINER})
         measured = next(iter(run_benchmark([plan], device, steps, None, ours, with_inference=False).values()))
         for name, network in networks.items():
             if network:
                 costs[name] = {column: getattr(measured[network], attribute)
-                               / (getattr(measured[REFERENCE], attribute) if relative else 1)
+                               / (getattr(measured[REFERENCE_TRAINER], attribute) if relative else 1)
                                for column, attribute, relative in COST_COLUMNS}
                 costs[name]["params (M)"] /= 1e6
     return costs, messages
@@ -281,7 +284,7 @@ def run_compare(dataset_name: str, results_folder: Path, configurations: list[st
         if not frame.empty:
             frames.append(frame)
     if not frames:
-        raise ValueError("no validation results for any of these models: " + "; ".join(messages))
+        raise UsageError("no validation results for any of these models: " + "; ".join(messages))
     metrics = pd.concat(frames, ignore_index=True)
     if boundary_tolerance_mm is not None:
         metrics = add_boundary_metrics(metrics, models, results_folder, dataset_name, boundary_tolerance_mm)

@@ -15,13 +15,16 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from . import registry
+from .devices import resolve_device
+from .errors import UsageError
 from .nnunet_commands import (
     evaluate_arguments,
-    nnunet_chatter_hidden,
     nnunet_environment,
     predict_arguments,
     run_nnunet_command,
 )
+from .nnunet_layout import model_folder
 from .schedules import with_ext_trainer_folder, write_short_schedule_trainer
 from .synth import LABELS, SynthSpec, write_dataset
 from .training_console import TrainingConsole
@@ -44,37 +47,6 @@ class DemoResult:
     seconds_per_step: dict[str, float]
     #: the command that writes the attention maps of the trained model for the held-out images
     attention_maps_command: str
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
-    return device
-
-
-def resolve_trainer(trainer_name: str) -> type:
-    """Our trainers directly; any other name through nnU-Net's lookup (its trainers and nnUNet_extTrainer). An
-    unknown name raises a ValueError that suggests the closest of our trainers' names."""
-    from nnunet_attention.trainers import TRAINERS
-    from nnunet_attention.trainers.base import did_you_mean
-
-    if trainer_name in TRAINERS:
-        return TRAINERS[trainer_name]
-    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
-
-    try:
-        with nnunet_chatter_hidden():
-            return recursive_find_trainer_class_by_name(trainer_name)
-    except RuntimeError as error:
-        suggestion = did_you_mean(trainer_name, ("nnUNetTrainer",))
-        raise ValueError(
-            f"unknown trainer {trainer_name!r}: {suggestion}It is neither one of ours ({', '.join(sorted(TRAINERS))}) "
-            f"nor an nnU-Net trainer nor in nnUNet_extTrainer"
-        ) from error
 
 
 def read_dice(summary_file: Path) -> tuple[dict[str, float], float]:
@@ -125,11 +97,11 @@ def run_demo(
     training_output: str = "epochs",
 ) -> DemoResult:
     if configuration not in DEMO_DATASETS:
-        raise ValueError(f"configuration must be one of {sorted(DEMO_DATASETS)}, got {configuration!r}")
+        raise UsageError(f"configuration must be one of {sorted(DEMO_DATASETS)}, got {configuration!r}")
     if training_output not in TRAINING_OUTPUTS:
-        raise ValueError(f"training_output must be one of {TRAINING_OUTPUTS}, got {training_output!r}")
+        raise UsageError(f"training_output must be one of {TRAINING_OUTPUTS}, got {training_output!r}")
     device = resolve_device(device)
-    trainer_class = resolve_trainer(trainer)  # before anything is written or run: a typo fails at once
+    trainer_class = registry.trainer_class(trainer)  # before anything is written or run: a typo fails at once
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     log_file = workdir / "demo.log"
@@ -181,8 +153,8 @@ def run_demo(
         log_file,
     )
     dice_per_label, mean_dice = read_dice(summary_file)
-    model_folder = (Path(environment["nnUNet_results"]) / spec.folder_name
-                    / f"{short_trainer}__nnUNetPlans__{configuration}")
+    model = model_folder(Path(environment["nnUNet_results"]), spec.folder_name, short_trainer, "nnUNetPlans",
+                         configuration)
     attention_maps_command = (f"nnunet-attention attention-maps -i {raw_dataset / 'imagesTs'} "
-                              f"-o {workdir / 'attention_maps'} -m {model_folder} -f {fold} --device {device}")
+                              f"-o {workdir / 'attention_maps'} -m {model} -f {fold} -device {device}")
     return DemoResult(dice_per_label, mean_dice, seconds, attention_maps_command)

@@ -1,6 +1,6 @@
 """What one training step holds at its peak, computed without running it: PyTorch's fake tensors (shapes and
-dtypes, no data) run the step as :func:`nnunet_attention.benchmark.training_step` does, and PyTorch's
-``MemTracker`` adds up the bytes of every tensor alive at each moment (parameters, gradients, optimizer state,
+dtypes, no data) run the trainer's own step (:mod:`nnunet_attention.trainer_step`), and :class:`PeakLiveBytes`
+adds up the bytes of every tensor storage alive at each moment (parameters, gradients, optimizer state,
 activations autograd saves, temporaries). No GPU and no real memory are needed, and a step takes a few seconds
 whatever the patch and batch, which makes it usable inside nnU-Net's patch search.
 
@@ -19,8 +19,8 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from .benchmark import build_network, training_step
-from .plan_presets import BenchmarkPlan
+from .planned_configuration import PlannedConfiguration
+from .trainer_step import constructed_trainer, prepare_training_step
 
 
 class PeakLiveBytes(TorchDispatchMode):
@@ -54,15 +54,13 @@ class PeakLiveBytes(TorchDispatchMode):
         self.current -= size
 
 
-def training_step_peak_bytes(network_name: str, plan: BenchmarkPlan, batch_size: int,
+def training_step_peak_bytes(trainer: str | type, planned: PlannedConfiguration, batch_size: int,
                              half_precision: bool = True) -> int:
-    """Peak bytes of one training step of ``network_name`` (a registered trainer or the benchmark's reference:
-    nnU-Net's planned U-Net) on ``plan`` at ``batch_size``: forward with the trainer's deep supervision, its
-    loss, backward, gradient clipping and nnU-Net's SGD step, with the weights, the batch and the optimizer
-    state alive throughout."""
+    """Peak bytes of one training step of ``trainer`` (a name or class; ``nnUNetTrainer``: the plan's U-Net) on
+    ``planned`` at ``batch_size``: the trainer's network with its deep supervision, its loss, backward, gradient
+    clipping and its optimizer's step, with the weights, the batch and the optimizer state alive throughout."""
     tracker = PeakLiveBytes()
-    with FakeTensorMode(), torch.device("cpu"), tracker:
-        network = build_network(network_name, plan)
-        step = training_step(network, plan, batch_size, torch.device("cpu"), amp=half_precision)
-        step()
+    with constructed_trainer(trainer, planned) as constructed:
+        with FakeTensorMode(), torch.device("cpu"), tracker:
+            prepare_training_step(constructed, batch_size, amp=half_precision)()
     return tracker.peak

@@ -10,11 +10,12 @@ import contextlib
 import io
 import os
 import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+
+from .nnunet_layout import NNUNET_FOLDERS, console_command
 
 
 class NNUNetCommandError(RuntimeError):
@@ -40,11 +41,7 @@ def nnunet_environment(workdir: str | os.PathLike, device: str, base: dict[str, 
     """
     workdir = Path(workdir).resolve()
     environment = dict(os.environ if base is None else base)
-    environment.update(
-        nnUNet_raw=str(workdir / "nnUNet_raw"),
-        nnUNet_preprocessed=str(workdir / "nnUNet_preprocessed"),
-        nnUNet_results=str(workdir / "nnUNet_results"),
-    )
+    environment.update({variable: str(workdir / variable) for variable in NNUNET_FOLDERS})
     if device == "cpu":
         environment.update(nnUNet_compile="false", nnUNet_def_n_proc="1", nnUNet_n_proc_DA="0")
     return environment
@@ -77,8 +74,7 @@ def run_nnunet_command(
     Raises NNUNetCommandError with the command line and the last lines of its output if it fails.
     """
     arguments = [str(a) for a in arguments]
-    executable = Path(sys.executable).parent / arguments[0]
-    command = [str(executable) if executable.exists() else arguments[0], *arguments[1:]]
+    command = [*console_command(arguments[0]), *arguments[1:]]
     # nnU-Net's planner crashes with nnUNet_n_proc_DA=0; that setting is only for training.
     if arguments[0] != "nnUNetv2_train":
         environment = {k: v for k, v in environment.items() if k != "nnUNet_n_proc_DA"}

@@ -1,147 +1,13 @@
-"""Plans to benchmark on: read from an ``nnUNetPlans.json``, or built-in presets that mirror real nnU-Net plans.
-
-A :class:`BenchmarkPlan` holds one configuration in nnU-Net's own plan format plus what the benchmark needs
-besides (input channels, classes, the median case size), and rebuilds a ``PlansManager`` from it, so every
-network is built exactly as its trainer builds it from a real plan.
+"""Built-in plans to benchmark and test on: nnU-Net 2.8.1's planner output for real datasets' fingerprints and for
+the synthetic datasets, as data (the stages, patch, batch, spacing, channels, classes and median case size of each);
+:func:`~nnunet_attention.plans_fabricator.preset_configuration` turns one into a
+:class:`~nnunet_attention.planned_configuration.PlannedConfiguration`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
-#: ops of nnU-Net's default U-Net plans, per dimensionality
-_OPS = {
-    2: {"conv_op": "torch.nn.modules.conv.Conv2d", "norm_op": "torch.nn.modules.instancenorm.InstanceNorm2d"},
-    3: {"conv_op": "torch.nn.modules.conv.Conv3d", "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d"},
-}
-
-
-def plain_unet_architecture(kernel_sizes: list, strides: list, max_features: int) -> dict[str, Any]:
-    """The ``architecture`` entry nnU-Net's default planner writes for a PlainConvUNet with these stages
-    (32 base features doubling per stage up to ``max_features``, 2 convs per stage, instance norm, leaky ReLU)."""
-    n_stages = len(strides)
-    return {
-        "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-        "arch_kwargs": {
-            "n_stages": n_stages,
-            "features_per_stage": [min(32 * 2**i, max_features) for i in range(n_stages)],
-            "conv_op": _OPS[len(strides[0])]["conv_op"],
-            "kernel_sizes": kernel_sizes,
-            "strides": strides,
-            "n_conv_per_stage": [2] * n_stages,
-            "n_conv_per_stage_decoder": [2] * (n_stages - 1),
-            "conv_bias": True,
-            "norm_op": _OPS[len(strides[0])]["norm_op"],
-            "norm_op_kwargs": {"eps": 1e-05, "affine": True},
-            "dropout_op": None,
-            "dropout_op_kwargs": None,
-            "nonlin": "torch.nn.LeakyReLU",
-            "nonlin_kwargs": {"inplace": True},
-        },
-        "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
-    }
-
-
-@dataclass(frozen=True)
-class BenchmarkPlan:
-    """One configuration of a plan.
-
-    Attributes:
-        name: what the plan is (``"ACDC 2d"``).
-        configuration: the configuration's name in the plan.
-        configuration_plan: the configuration entry as in ``nnUNetPlans.json`` (patch_size, batch_size,
-            spacing, architecture, ...).
-        input_channels, num_classes: from the dataset's dataset.json (classes incl. background).
-        case_shape: voxels of a median case on the configuration's grid (for a 2d configuration: the
-            median number of slices, then the 2D median size), used for the inference timing.
-        source: where the numbers come from.
-    """
-
-    name: str
-    configuration: str
-    configuration_plan: dict[str, Any] = field(hash=False)
-    input_channels: int
-    num_classes: int
-    case_shape: tuple[int, ...]
-    source: str
-
-    @property
-    def patch_size(self) -> list[int]:
-        return list(self.configuration_plan["patch_size"])
-
-    @property
-    def batch_size(self) -> int:
-        return int(self.configuration_plan["batch_size"])
-
-    def label(self, batch_size: int) -> str:
-        return f"{self.name} {self.patch_size} b{batch_size}"
-
-    def dataset_json(self) -> dict[str, Any]:
-        return {
-            "channel_names": {str(i): f"channel{i}" for i in range(self.input_channels)},
-            "labels": {"background": 0, **{f"class{i}": i for i in range(1, self.num_classes)}},
-            "file_ending": ".nii.gz",
-        }
-
-    def plans_manager(self):
-        """nnU-Net's PlansManager for a plan holding only this configuration."""
-        from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-
-        spatial_dims = len(self.patch_size)
-        plans = {
-            "dataset_name": self.name,
-            "plans_name": "nnUNetPlans",
-            "transpose_forward": list(range(spatial_dims)),
-            "transpose_backward": list(range(spatial_dims)),
-            "label_manager": "LabelManager",
-            "configurations": {self.configuration: self.configuration_plan},
-        }
-        return PlansManager(plans)
-
-    @classmethod
-    def from_plans_file(cls, plans_file: str | os.PathLike, configuration: str) -> BenchmarkPlan:
-        """``configuration`` of an ``nnUNetPlans.json``; channels and classes from the dataset.json beside it
-        (nnUNet_preprocessed/DatasetXXX/ and model folders hold both)."""
-        from nnunetv2.utilities.label_handling.label_handling import LabelManager
-
-        plans_file = Path(plans_file)
-        plans = json.loads(plans_file.read_text())
-        dataset_file = plans_file.with_name("dataset.json")
-        if configuration not in plans.get("configurations", {}):
-            raise ValueError(f"{plans_file} has no configuration {configuration!r}; it has "
-                             f"{sorted(plans.get('configurations', {}))}")
-        if not dataset_file.is_file():
-            raise ValueError(f"no dataset.json beside {plans_file}: copy the dataset's dataset.json there (it gives "
-                             f"the number of input channels and classes)")
-        dataset_json = json.loads(dataset_file.read_text())
-        configuration_plan = plans["configurations"][configuration]
-        if "patch_size" not in configuration_plan:
-            raise ValueError(f"configuration {configuration!r} of {plans_file} has no patch_size (a cascade or "
-                             f"inheriting configuration); benchmark one of its concrete configurations")
-        median = [round(v) for v in configuration_plan["median_image_size_in_voxels"]]
-        if len(median) == 2:  # 2d configuration: the median number of slices comes from the original median shape
-            median = [round(plans["original_median_shape_after_transp"][0]), *median]
-        labels = LabelManager(dataset_json["labels"], dataset_json.get("regions_class_order"))
-        channels = dataset_json.get("channel_names", dataset_json.get("modality"))
-        return cls(f"{plans['dataset_name']} {configuration}", configuration, configuration_plan, len(channels),
-                   labels.num_segmentation_heads, tuple(median), str(plans_file))
-
-
-def _preset(name: str, configuration: str, patch_size: list[int], batch_size: int, spacing: list[float],
-            kernel_sizes: list, strides: list, max_features: int, input_channels: int, num_classes: int,
-            case_shape: tuple[int, ...], source: str) -> BenchmarkPlan:
-    configuration_plan = {
-        "patch_size": patch_size, "batch_size": batch_size, "spacing": spacing,
-        "median_image_size_in_voxels": list(case_shape[-len(patch_size):]),
-        "architecture": plain_unet_architecture(kernel_sizes, strides, max_features),
-    }
-    return BenchmarkPlan(name, configuration, configuration_plan, input_channels, num_classes, tuple(case_shape),
-                         source)
-
+from .planned_configuration import PlannedConfiguration
+from .plans_fabricator import preset_configuration as _preset
 
 _SYNTHETIC = "nnU-Net 2.8.1's planner on synthetic datasets (nnunet-attention synth) of this size"
 
@@ -157,7 +23,7 @@ _ISO_3X3 = [[3, 3, 3]]
 
 #: name -> plan. See each plan's ``source``. The real-data presets give nnU-Net's planned batch size; on a
 #: small device pass ``--batch-size``.
-PLAN_PRESETS: dict[str, BenchmarkPlan] = {
+PLAN_PRESETS: dict[str, PlannedConfiguration] = {
     "synthetic-2d": _preset(
         "synthetic 2d", "2d", [96, 112], 2, [1.0, 1.0], [[3, 3]] * 5,
         [[1, 1], [2, 2], [2, 2], [2, 2], [2, 2]], 512, 1, 4, (1, 96, 112), _SYNTHETIC + " (96 x 112)"),

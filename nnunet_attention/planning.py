@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import inspect
 import math
-from functools import cache
 
-from .benchmark import REFERENCE, registered_network
+from .errors import UsageError
 from .memory_estimate import training_step_peak_bytes
-from .plan_presets import BenchmarkPlan
+from .planned_configuration import PlannedConfiguration
+from .plans_fabricator import dataset_json_for, plans_for
+from .registry import REFERENCE_TRAINER, base_trainer, did_you_mean, known_trainer_names
 
 #: the batch at which the two networks are compared: nnU-Net's minimum, the batch its patch search sizes for
 RATIO_BATCH_SIZE = 2
@@ -33,33 +34,42 @@ PLANNING_KEY = "attention_aware_planning"
 ESTIMATE_KEY = "estimated_training_memory"
 
 
-@cache
-def memory_ratio(trainer_name: str, candidate: BenchmarkPlan) -> float:
-    """Training-step peak of ``trainer_name``'s network over that of the plan's U-Net on ``candidate`` (batch 2,
-    fp16 autocast); ``inf`` where the trainer's network cannot be built on it."""
-    if trainer_name == REFERENCE:
+#: cache_key of a candidate -> (trainer -> its training-step peak on it): nnU-Net's search asks for the same
+#: candidate more than once
+_PEAKS: dict[str, dict[str, float]] = {}
+
+
+def memory_ratio(trainer_name: str, candidate: PlannedConfiguration) -> float:
+    """Training-step peak of ``trainer_name``'s network (a known trainer, see :mod:`nnunet_attention.registry`)
+    over that of nnU-Net's U-Net on ``candidate`` (batch 2, fp16 autocast); ``inf`` where the trainer's network
+    cannot be built on it."""
+    if trainer_name == REFERENCE_TRAINER:
         return 1.0
-    try:
-        trainer_peak = training_step_peak_bytes(trainer_name, candidate, RATIO_BATCH_SIZE)
-    except ValueError:  # the plan's checks: a patch the architecture cannot run
-        return math.inf
-    return trainer_peak / training_step_peak_bytes(REFERENCE, candidate, RATIO_BATCH_SIZE)
+    peaks = _PEAKS.setdefault(candidate.cache_key(), {})
+    for name in (trainer_name, REFERENCE_TRAINER):
+        if name not in peaks:
+            try:
+                peaks[name] = training_step_peak_bytes(name, candidate, RATIO_BATCH_SIZE)
+            except ValueError:  # the plan's checks: a patch the architecture cannot run
+                peaks[name] = math.inf
+    return peaks[trainer_name] / peaks[REFERENCE_TRAINER]
 
 
 def candidate_plan(patch_size, input_channels: int, output_channels: int, arch_class_name: str, arch_kwargs: dict,
-                   arch_kwargs_req_import) -> BenchmarkPlan:
-    """One candidate of nnU-Net's search as a plan the benchmark's network builder takes."""
-    configuration = {
-        "patch_size": [int(size) for size in patch_size], "batch_size": RATIO_BATCH_SIZE,
-        "architecture": {"network_class_name": arch_class_name, "arch_kwargs": _frozen_json(arch_kwargs),
-                         "_kw_requires_import": list(arch_kwargs_req_import)},
-    }
-    return BenchmarkPlan("candidate", "candidate", configuration, input_channels, output_channels,
-                         tuple(int(size) for size in patch_size), "nnU-Net's patch search")
+                   arch_kwargs_req_import) -> PlannedConfiguration:
+    """One candidate of nnU-Net's search (its arguments to ``static_estimate_VRAM_usage``) as a planned
+    configuration: the candidate's U-Net at the patch, a dataset of ``input_channels`` and ``output_channels``."""
+    patch = [int(size) for size in patch_size]
+    plans = plans_for({}, patch, configuration="candidate", batch_size=RATIO_BATCH_SIZE)
+    plans["configurations"]["candidate"]["architecture"] = {
+        "network_class_name": arch_class_name, "arch_kwargs": _frozen_json(arch_kwargs),
+        "_kw_requires_import": list(arch_kwargs_req_import)}
+    return PlannedConfiguration("candidate", plans, "candidate", dataset_json_for(input_channels, output_channels),
+                                tuple(patch), "nnU-Net's patch search")
 
 
 def _frozen_json(value):
-    """``value`` with tuples and numpy numbers as JSON types, so equal candidates compare (and cache) equal."""
+    """``value`` with tuples and numpy numbers as JSON types, so equal candidates have equal cache keys."""
     if isinstance(value, dict):
         return {key: _frozen_json(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -70,7 +80,9 @@ def _frozen_json(value):
 def attention_aware_planner(base_planner: type, trainer_name: str) -> type:
     """``base_planner`` (an nnU-Net ``ExperimentPlanner`` class) whose memory estimate is that of
     ``trainer_name``'s network (see the module docstring); the plans it writes record the trainer under
-    :data:`PLANNING_KEY`."""
+    :data:`PLANNING_KEY`. ``trainer_name``: a known trainer or a variant named after one (its base trainer's
+    network is the one planned for)."""
+    network = base_trainer(trainer_name)
 
     class AttentionAwarePlanner(base_planner):
         def static_estimate_VRAM_usage(self, patch_size, input_channels, output_channels, arch_class_name,
@@ -80,7 +92,7 @@ def attention_aware_planner(base_planner: type, trainer_name: str) -> type:
                                                             arch_class_name, arch_kwargs, arch_kwargs_req_import)
             candidate = candidate_plan(patch_size, input_channels, output_channels, arch_class_name, arch_kwargs,
                                        arch_kwargs_req_import)
-            return plain * memory_ratio(trainer_name, candidate)
+            return plain * memory_ratio(network, candidate)
 
         def get_plans_for_configuration(self, spacing, median_shape, data_identifier, approximate_n_voxels_dataset,
                                         _cache):
@@ -98,7 +110,7 @@ def attention_aware_planner(base_planner: type, trainer_name: str) -> type:
                                else self.UNet_reference_val_corresp_bs_3d)
             gigabytes_per_sample = (self.UNet_reference_val_corresp_GB * self.static_estimate_VRAM_usage(*arguments)
                                     / (reference_value * reference_batch))
-            ratio = memory_ratio(trainer_name, candidate_plan(*arguments))
+            ratio = memory_ratio(network, candidate_plan(*arguments))
             plan[ESTIMATE_KEY] = {"memory_ratio_to_planned_unet": ratio,
                                   "gigabytes_at_batch_2": 2 * gigabytes_per_sample,
                                   "gigabytes_at_planned_batch": plan["batch_size"] * gigabytes_per_sample}
@@ -134,23 +146,19 @@ def plan_for_trainer(dataset_id: int, trainer_name: str, gpu_memory_target_in_gb
     from nnunetv2.experiment_planning.plan_and_preprocess_api import plan_experiment_dataset, preprocess_dataset
     from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
 
-    from .trainers import TRAINERS
-    from .trainers.base import did_you_mean
-
-    if trainer_name not in (*TRAINERS, "nnUNetTrainer"):
-        raise ValueError(f"unknown trainer {trainer_name!r}: {did_you_mean(trainer_name, ('nnUNetTrainer',))}"
-                         f"plan for one of {', '.join(['nnUNetTrainer', *sorted(TRAINERS)])}")
+    if base_trainer(trainer_name) is None:
+        raise UsageError(f"unknown trainer {trainer_name!r}: {did_you_mean(trainer_name, known_trainer_names())}"
+                         f"plan for one of {', '.join(known_trainer_names())}")
     if gpu_memory_target_in_gb is not None and gpu_memory_target_in_gb <= 0:
-        raise ValueError(f"-gpu_memory_target must be positive (GB), got {gpu_memory_target_in_gb}")
+        raise UsageError(f"-gpu_memory_target must be positive (GB), got {gpu_memory_target_in_gb}")
     base_planner = recursive_find_python_class(join(nnunetv2.__path__[0], "experiment_planning"), planner_name,
                                                current_module="nnunetv2.experiment_planning")
     if base_planner is None:
-        raise ValueError(f"nnU-Net has no experiment planner {planner_name!r} (e.g. ExperimentPlanner, "
+        raise UsageError(f"nnU-Net has no experiment planner {planner_name!r} (e.g. ExperimentPlanner, "
                          f"nnUNetPlannerResEncM, nnUNetPlannerResEncL)")
-    network = registered_network(trainer_name)
     plans_name = plans_name or default_plans_name(trainer_name, base_planner)
     plans, plans_identifier = plan_experiment_dataset(
-        dataset_id, attention_aware_planner(base_planner, network), gpu_memory_target_in_gb,
+        dataset_id, attention_aware_planner(base_planner, trainer_name), gpu_memory_target_in_gb,
         overwrite_plans_name=plans_name)
     if preprocess:
         preprocess_dataset(dataset_id, plans_identifier, list(configurations), [num_processes] * len(configurations))
@@ -173,7 +181,7 @@ def require_cuda_for_verify() -> None:
     import torch
 
     if not torch.cuda.is_available():
-        raise ValueError("--verify runs a training step on CUDA, but torch sees no CUDA device: leave --verify out "
+        raise UsageError("--verify runs a training step on CUDA, but torch sees no CUDA device: leave --verify out "
                          "here and plan (or verify) on the GPU machine")
 
 
@@ -182,26 +190,21 @@ def verify_on_cuda(dataset_id: int, plans_name: str, trainer_name: str, configur
     """One real training step (fp16 AMP, as nnU-Net trains) of each planned configuration on CUDA: per
     configuration a line with ``torch.cuda.max_memory_allocated`` beside the target. A ValueError without CUDA."""
     import torch
-    from batchgenerators.utilities.file_and_folder_operations import join
-    from nnunetv2.paths import nnUNet_preprocessed
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
-    from .benchmark import build_network, training_step
+    from .nnunet_layout import dataset_name, plans_file
+    from .trainer_step import constructed_trainer, prepare_training_step
 
     require_cuda_for_verify()
-    plans_file = join(nnUNet_preprocessed, maybe_convert_to_dataset_name(dataset_id), f"{plans_name}.json")
-    network_name = registered_network(trainer_name)
+    plans_path = plans_file(dataset_name(dataset_id), plans_name)
     device, lines = torch.device("cuda"), []
     for configuration in configurations:
-        plan = BenchmarkPlan.from_plans_file(plans_file, configuration)
+        plan = PlannedConfiguration.from_plans_file(plans_path, configuration)
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-        network = build_network(network_name, plan).to(device)
-        step = training_step(network, plan, plan.batch_size, device, amp=True)
-        step()
+        with constructed_trainer(trainer_name, plan, device) as trainer:
+            prepare_training_step(trainer, plan.batch_size, amp=True)()
         peak_gb = torch.cuda.max_memory_allocated(device) / 2**30
         lines.append(f"{configuration}: one training step at batch {plan.batch_size}, patch {plan.patch_size} "
                      f"allocated at most {peak_gb:.2f} GB on {torch.cuda.get_device_name(device)} "
                      f"(target {gpu_memory_target_in_gb} GB)")
-        del network, step
     return lines

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import UsageError
+
 _TEMPLATE = '''"""{base} on a short schedule ({epochs} epochs x {iterations} iterations), by nnunet-attention."""
 
 import random
@@ -25,7 +27,7 @@ class {name}({base}):{class_attributes}
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_epochs = {epochs}
         self.num_iterations_per_epoch = {iterations}
-        self.num_val_iterations_per_epoch = {val_iterations}{seeding}
+        self.num_val_iterations_per_epoch = {val_iterations}{seeding}{validation}
 '''
 
 #: seeds every generator a CPU run draws from: the network's initialisation (built after __init__), and with
@@ -34,6 +36,15 @@ _SEEDING = """
         random.seed({seed})
         numpy.random.seed({seed})
         torch.manual_seed({seed})"""
+
+
+#: the final validation without test-time mirroring (nnU-Net mirrors every patch along each allowed axis: 4x the
+#: prediction time in 2d, 8x in 3d); training and its augmentation are unchanged, and so is the checkpoint
+_VALIDATION_WITHOUT_MIRRORING = """
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        self.inference_allowed_mirroring_axes = None
+        super().perform_actual_validation(save_probabilities)"""
 
 
 def short_schedule_name(base_trainer: str, epochs: int, iterations: int) -> str:
@@ -48,18 +59,20 @@ def write_short_schedule_trainer(
     val_iterations: int | None = None,
     architecture_kwargs: dict | None = None,
     seed: int | None = None,
+    validation_mirroring: bool = True,
 ) -> str:
     """Write ``<base>_<E>epochs_<I>iters`` (a subclass of ``base_trainer``) into ``folder``; return its name.
 
     ``architecture_kwargs`` (literals only) are merged over the base trainer's, e.g. a narrower network for a
     CPU smoke run; the name then ends in ``_custom``. ``seed`` seeds Python's, NumPy's and PyTorch's generators
     when the trainer is created: a CPU run with ``nnUNet_n_proc_DA=0`` is then repeatable on one machine (the name
-    ends in ``_seed<N>``).
+    ends in ``_seed<N>``). Without ``validation_mirroring`` the final validation predicts without test-time
+    mirroring (the name ends in ``_nomirror``), for runs whose validation only has to run, not to score best.
     """
     if epochs < 1 or iterations < 1:
-        raise ValueError(f"epochs and iterations must be at least 1, got {epochs} and {iterations}")
+        raise UsageError(f"epochs and iterations must be at least 1, got {epochs} and {iterations}")
     name = short_schedule_name(base_trainer.__name__, epochs, iterations) + ("_custom" if architecture_kwargs else "")
-    name += "" if seed is None else f"_seed{seed}"
+    name += ("" if seed is None else f"_seed{seed}") + ("" if validation_mirroring else "_nomirror")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     source = _TEMPLATE.format(
@@ -71,6 +84,7 @@ def write_short_schedule_trainer(
         iterations=iterations,
         val_iterations=val_iterations if val_iterations is not None else max(1, iterations // 2),
         seeding="" if seed is None else _SEEDING.format(seed=seed),
+        validation="" if validation_mirroring else _VALIDATION_WITHOUT_MIRRORING,
     )
     (folder / f"{name}.py").write_text(source)
     return name

@@ -27,6 +27,8 @@ import numpy as np
 import SimpleITK as sitk
 from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
 
+from .errors import UsageError
+
 LABELS = {"background": 0, "ellipsoid": 1, "inclusion": 2, "cuboid": 3}
 FILE_ENDING = ".nii.gz"
 #: per channel, the intensity of (background, tissue of ellipsoid and cuboid, bright spheres)
@@ -52,30 +54,30 @@ class SynthSpec:
         the command-line option of ``nnunet-attention synth``."""
         shape = " ".join(map(str, self.shape))
         if len(self.shape) not in (2, 3):
-            raise ValueError(f"--shape {shape}: give 2 values (Y X) or 3 (Z Y X)")
+            raise UsageError(f"--shape {shape}: give 2 values (Y X) or 3 (Z Y X)")
         if len(self.spacing) != len(self.shape):
-            raise ValueError(f"--spacing needs as many values as --shape ({len(self.shape)}), got {len(self.spacing)}")
+            raise UsageError(f"--spacing needs as many values as --shape ({len(self.shape)}), got {len(self.spacing)}")
         if not all(math.isfinite(s) and s > 0 for s in self.spacing):
-            raise ValueError(f"--spacing values must be positive (mm), got {' '.join(map(str, self.spacing))}")
+            raise UsageError(f"--spacing values must be positive (mm), got {' '.join(map(str, self.spacing))}")
         if min(self.shape[-2:]) < 16:
-            raise ValueError(f"--shape {shape} is too small: in-plane axes (the last two) need at least 16 voxels")
+            raise UsageError(f"--shape {shape} is too small: in-plane axes (the last two) need at least 16 voxels")
         if len(self.shape) == 3 and self.shape[0] < 2:
-            raise ValueError(f"--shape {shape}: a 3D dataset needs at least 2 slices along its first axis (nnU-Net "
+            raise UsageError(f"--shape {shape}: a 3D dataset needs at least 2 slices along its first axis (nnU-Net "
                              f"plans no 3d configuration for one slice); for 2D give Y X")
         if not 1 <= self.n_channels <= len(CONTRAST_TABLES):
-            raise ValueError(f"--channels must be between 1 and {len(CONTRAST_TABLES)}, got {self.n_channels}")
+            raise UsageError(f"--channels must be between 1 and {len(CONTRAST_TABLES)}, got {self.n_channels}")
         if self.n_train < 5:
-            raise ValueError(f"--train {self.n_train}: nnU-Net's 5-fold split needs at least 5 training cases")
+            raise UsageError(f"--train {self.n_train}: nnU-Net's 5-fold split needs at least 5 training cases")
         if self.n_test < 0:
-            raise ValueError(f"--test must be 0 or more, got {self.n_test}")
+            raise UsageError(f"--test must be 0 or more, got {self.n_test}")
         if not (math.isfinite(self.noise_std) and self.noise_std >= 0):
-            raise ValueError(f"--noise is a standard deviation and must be 0 or more, got {self.noise_std}")
+            raise UsageError(f"--noise is a standard deviation and must be 0 or more, got {self.noise_std}")
         if self.seed < 0:
-            raise ValueError(f"--seed must be 0 or more, got {self.seed}")
+            raise UsageError(f"--seed must be 0 or more, got {self.seed}")
         if not 1 <= self.dataset_id <= 999:
-            raise ValueError(f"--dataset-id must be in 1..999 (nnU-Net's DatasetXXX), got {self.dataset_id}")
+            raise UsageError(f"--dataset-id must be in 1..999 (nnU-Net's DatasetXXX), got {self.dataset_id}")
         if not re.fullmatch(r"[A-Za-z0-9-]+", self.name):
-            raise ValueError(f"--name {self.name!r}: use letters, digits and '-' (it becomes the folder name "
+            raise UsageError(f"--name {self.name!r}: use letters, digits and '-' (it becomes the folder name "
                              f"Dataset{self.dataset_id:03d}_NAME)")
 
     @property
@@ -198,7 +200,7 @@ def write_dataset(spec: SynthSpec, raw_folder: str | os.PathLike, overwrite: boo
     """
     target = Path(raw_folder) / spec.folder_name
     if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} exists; pass overwrite=True (--overwrite) or choose another --dataset-id")
+        raise UsageError(f"{target} exists; pass overwrite=True (--overwrite) or choose another --dataset-id")
     # written under a hidden name outside nnU-Net's DatasetXXX_ namespace (nnU-Net finds a dataset by that prefix),
     # removed again if anything fails, renamed once complete
     partial = target.with_name(f".{target.name}.partial")

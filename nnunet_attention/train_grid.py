@@ -12,20 +12,12 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-#: what nnU-Net writes last in a fold: its validation summary
-FINISHED_MARKER = Path("validation") / "summary.json"
-CHECKPOINTS = ("checkpoint_final.pth", "checkpoint_latest.pth", "checkpoint_best.pth")
-
-
-def model_folder(results_folder: Path, dataset_name: str, trainer: str, plans: str, configuration: str) -> Path:
-    """Where ``nnUNetv2_train`` writes a model: ``nnUNet_results/<dataset>/<trainer>__<plans>__<configuration>``."""
-    return results_folder / dataset_name / f"{trainer}__{plans}__{configuration}"
+from .nnunet_layout import console_command, dataset_name, fold_state, model_folder, results_folder
 
 
 @dataclass(frozen=True)
@@ -38,16 +30,10 @@ class TrainingJob:
     fold: str
     plans: str = "nnUNetPlans"
 
-    def fold_folder(self, results_folder: Path, dataset_name: str) -> Path:
-        folder = model_folder(results_folder, dataset_name, self.trainer, self.plans, self.configuration)
-        return folder / f"fold_{self.fold}"
-
-    def state(self, results_folder: Path, dataset_name: str) -> str:
+    def state(self, results: Path, dataset: str) -> str:
         """``"finished"``, ``"interrupted"`` or ``"missing"`` (see the module docstring)."""
-        folder = self.fold_folder(results_folder, dataset_name)
-        if (folder / FINISHED_MARKER).is_file():
-            return "finished"
-        return "interrupted" if any((folder / name).is_file() for name in CHECKPOINTS) else "missing"
+        model = model_folder(results, dataset, self.trainer, self.plans, self.configuration)
+        return fold_state(model, self.fold)
 
     def arguments(self, continue_training: bool, device: str | None = None) -> list[str]:
         arguments = ["nnUNetv2_train", str(self.dataset_id), self.configuration, self.fold, "-tr", self.trainer,
@@ -94,13 +80,13 @@ def run_jobs(jobs: Sequence[TrainingJob], slots: Sequence[str | None],
     return failed
 
 
-def launcher(environment: dict[str, str], results_folder: Path, dataset_name: str, device: str, log_folder: Path,
+def launcher(environment: dict[str, str], results: Path, dataset: str, device: str, log_folder: Path,
              report: Callable[[str], None]) -> Callable[[TrainingJob, str | None], subprocess.Popen]:
     """Starts a job as a subprocess: ``--c`` for an interrupted one; on a GPU slot with that GPU alone visible;
     its output appended to ``log_folder/<trainer>__<plans>__<configuration>_fold_<fold>.log``."""
 
     def launch(job: TrainingJob, slot: str | None) -> subprocess.Popen:
-        continue_training = job.state(results_folder, dataset_name) == "interrupted"
+        continue_training = job.state(results, dataset) == "interrupted"
         job_environment = dict(environment)
         if slot is not None:
             job_environment["CUDA_VISIBLE_DEVICES"] = slot
@@ -109,8 +95,7 @@ def launcher(environment: dict[str, str], results_folder: Path, dataset_name: st
         report(f"{job.name}: {'continuing' if continue_training else 'starting'}"
                f"{'' if slot is None else f' on GPU {slot}'} (log: {log})")
         arguments = job.arguments(continue_training, device)
-        executable = Path(sys.executable).parent / arguments[0]
-        command = [str(executable) if executable.exists() else arguments[0], *arguments[1:]]
+        command = [*console_command(arguments[0]), *arguments[1:]]
         with open(log, "a") as output:
             return subprocess.Popen(command, env=job_environment, stdout=output, stderr=subprocess.STDOUT)
 
@@ -134,30 +119,17 @@ def slurm_script(jobs: Sequence[TrainingJob], partition: str | None = None, gpus
     return "\n".join(lines)
 
 
-def results_folder_from_environment() -> Path:
-    """``$nnUNet_results``; a ValueError saying what to set where it is not set."""
-    if "nnUNet_results" not in os.environ:
-        raise ValueError("set nnUNet_raw, nnUNet_preprocessed and nnUNet_results as for nnUNetv2_train")
-    return Path(os.environ["nnUNet_results"])
-
-
-def dataset_name_of(dataset_id: int) -> str:
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
-
-    return maybe_convert_to_dataset_name(dataset_id)
-
-
 def run_grid(jobs: Sequence[TrainingJob], gpus: Sequence[str] | None, device: str, log_folder: Path,
              report: Callable[[str], None] = print) -> list[str]:
     """Run the jobs (of one dataset) that are not finished, one per GPU of ``gpus`` at a time (none: one at a
     time on ``device``); report the skipped ones. Returns the failed jobs' names."""
-    results_folder = results_folder_from_environment()
-    dataset_name = dataset_name_of(jobs[0].dataset_id)
+    results = results_folder()
+    dataset = dataset_name(jobs[0].dataset_id)
     to_run = []
     for job in jobs:
-        if job.state(results_folder, dataset_name) == "finished":
+        if job.state(results, dataset) == "finished":
             report(f"{job.name}: finished, skipped")
         else:
             to_run.append(job)
-    launch = launcher(dict(os.environ), results_folder, dataset_name, device, log_folder, report)
+    launch = launcher(dict(os.environ), results, dataset, device, log_folder, report)
     return run_jobs(to_run, list(gpus) if gpus else [None], launch)

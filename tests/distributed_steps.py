@@ -8,11 +8,19 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from helpers import (
+    INPUT_CHANNELS,
+    NUM_CLASSES,
+    build,
+    construct_trainer,
+    disable_dropout,
+    make_plan,
+    open_zero_initialised_gates,
+)
 from nnunet_attention.trainers import TRAINERS
-from plan_factory import make_plan
-from test_architecture_contract import INPUT_CHANNELS, NUM_CLASSES, build, disable_dropout, open_zero_initialised_gates
 from torch.nn.parallel import DistributedDataParallel
-from trainer_harness import construct_trainer, dataset_json_for, plans_for
+
+from nnunet_attention.plans_fabricator import dataset_json_for, plans_for
 
 BATCH = 4
 #: (spatial_dims, n_stages, anisotropic) per trainer: a 2D plan and an anisotropic 3D plan
@@ -40,7 +48,7 @@ def trainer_loss_and_targets(name: str, spatial_dims: int, n_stages: int, anisot
     statistics all-gathered over the processes, batch Dice) and the segmentation at its deep-supervision scales."""
     kwargs, patch = make_plan(spatial_dims, n_stages, anisotropic)
     plans = plans_for(kwargs, patch)
-    plans["configurations"]["harness"]["batch_dice"] = True
+    next(iter(plans["configurations"].values()))["batch_dice"] = True
     trainer = construct_trainer(TRAINERS[name], plans, dataset_json_for(INPUT_CHANNELS, NUM_CLASSES), root)
     assert trainer.is_ddp == dist.is_initialized()
     # what the trainer's initialize() does before building its loss (initialize() itself would move the network

@@ -9,19 +9,25 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
-from cpu_autocast import bf16_safe_kernels
+from helpers import (
+    ARCHITECTURES,
+    INPUT_CHANNELS,
+    NUM_CLASSES,
+    PLAN_MATRIX,
+    bf16_safe_kernels,
+    build,
+    disable_dropout,
+    make_plan,
+    open_zero_initialised_gates,
+    output_tensors,
+    training_loss,
+)
 from nnunet_attention.architectures import UNetPlan
 from nnunet_attention.architectures.blocks.attention_probe import attention_probes, capture_attention_maps
 from nnunet_attention.architectures.blocks.gaussian_axial_attention import GaussianAxialAttention
-from nnunet_attention.architectures.blocks.guided_attention import ChannelAttention, PositionAttention
-from nnunet_attention.architectures.msga import MSGAOutputs
 from nnunet_attention.trainers import TRAINERS
-from nnunet_attention.trainers.msga import MSGALoss
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from plan_factory import NARROW_ARCHITECTURE_KWARGS, PLAN_MATRIX, make_plan
 
-NUM_CLASSES = 3
-INPUT_CHANNELS = 2
 #: parameters whose gradient is zero by construction: the Gaussian axial score offset (documented where it is
 #: defined) and the biases of key projections (global aggregation, DANet position attention, Gaussian axial
 #: attention), which add q·b to all of a query's scores alike, a constant the softmax cancels. Their
@@ -29,19 +35,8 @@ INPUT_CHANNELS = 2
 ZERO_GRADIENT_BY_DESIGN = ("global_attention.bias", "key.bias")
 
 
-ARCHITECTURES = {name: trainer.architecture_class for name, trainer in TRAINERS.items()}
 #: trainers whose networks give nnU-Net's multi-resolution deep-supervision outputs (the others refuse them)
 DEEP_SUPERVISED = sorted(name for name, trainer in TRAINERS.items() if trainer.supports_deep_supervision)
-
-
-def build(name, kwargs, patch, deep_supervision, nnunet_init=True, seed=0, num_classes=NUM_CLASSES):
-    torch.manual_seed(seed)
-    deep_supervision = deep_supervision and TRAINERS[name].supports_deep_supervision
-    network = ARCHITECTURES[name](UNetPlan.from_arch_kwargs(kwargs, patch), INPUT_CHANNELS, num_classes,
-                                  deep_supervision, **NARROW_ARCHITECTURE_KWARGS.get(name, {}))
-    if nnunet_init:
-        network.apply(network.initialize)
-    return network
 
 
 def deep_supervision_scales(trainer_class, strides):
@@ -50,46 +45,6 @@ def deep_supervision_scales(trainer_class, strides):
         enable_deep_supervision=True, configuration_manager=SimpleNamespace(pool_op_kernel_sizes=strides)
     )
     return trainer_class._get_deep_supervision_scales(trainer_view)
-
-
-def output_tensors(outputs) -> list[torch.Tensor]:
-    """Every tensor a network returns in training mode: a deep-supervision list, or nested tuples."""
-    if isinstance(outputs, torch.Tensor):
-        return [outputs]
-    return [tensor for item in outputs for tensor in output_tensors(item)]
-
-
-def training_loss(outputs, target: torch.Tensor) -> torch.Tensor:
-    """CE of each deep-supervision output (or of the one output) against the nearest-resized target; for MSGA its
-    trainer's loss."""
-    def cross_entropy(logits: torch.Tensor) -> torch.Tensor:
-        resized = F.interpolate(target[:, None].float(), size=logits.shape[2:])[:, 0].long()
-        return F.cross_entropy(logits.float(), resized)
-
-    if isinstance(outputs, MSGAOutputs):
-        return MSGALoss(lambda logits, _target: cross_entropy(logits))(outputs, target)
-    if isinstance(outputs, torch.Tensor):
-        return cross_entropy(outputs)
-    return sum(cross_entropy(logits) for logits in outputs)
-
-
-def disable_dropout(network: torch.nn.Module) -> torch.nn.Module:
-    """Dropout layers and attention dropout off, in training mode too: for comparisons of two forward passes
-    that must compute the same function (their random masks would differ)."""
-    for module in network.modules():
-        if isinstance(module, torch.nn.modules.dropout._DropoutNd):
-            module.p = 0.0
-        if hasattr(module, "attention_dropout"):
-            module.attention_dropout = 0.0
-    return network
-
-
-def open_zero_initialised_gates(network: torch.nn.Module) -> None:
-    """DANet gammas start at 0 (the modules start as the identity), which zeroes the gradients behind them in the
-    first step by design; give them values so every path carries signal."""
-    for module in network.modules():
-        if isinstance(module, PositionAttention | ChannelAttention):
-            torch.nn.init.constant_(module.gamma, 0.1)
 
 
 @pytest.mark.parametrize("name", sorted(set(ARCHITECTURES) - set(DEEP_SUPERVISED)))
@@ -270,7 +225,7 @@ def test_amp_training_stays_finite(name, spatial_dims, dtype):
 
 def test_bf16_kernels_of_the_amp_tests_give_the_float64_convolution_gradient():
     """On the depth-2 input where oneDNN's bf16 Conv3d weight gradient is inf or garbage on some CPUs (see
-    ``cpu_autocast``), the kernels the AMP tests run give the float64 gradient up to bf16 rounding."""
+    ``helpers.bf16_safe_kernels``), the kernels the AMP tests run give the float64 gradient up to bf16 rounding."""
     torch.manual_seed(0)
     conv = torch.nn.Conv3d(8, 16, 3, padding=1)
     image, upstream = torch.randn(2, 8, 2, 4, 12), torch.randn(2, 16, 2, 4, 12)

@@ -6,14 +6,14 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import make_plan
 from nnunet_attention.architectures import AttentionUNet, UNetPlan, capture_attention_maps
 from nnunet_attention.architectures.attention_unet import GatingSignalGate
 from nnunet_attention.architectures.blocks.attention_gate import AttentionGate, MultiAttentionGate
-from plan_factory import make_plan
 from torch import nn
 
-from nnunet_attention.benchmark import build_network
 from nnunet_attention.plan_presets import PLAN_PRESETS
+from nnunet_attention.trainer_step import build_network
 
 NUM_CLASSES = 3
 INPUT_CHANNELS = 2
@@ -47,8 +47,8 @@ def test_acdc_topology_two_gates_per_skip_as_wide_as_the_skip(preset):
     bottleneck through a 1x1 conv-norm-nonlin."""
     plan = PLAN_PRESETS[preset]
     network = build_network("nnUNetTrainerAttentionUNet", plan)
-    features = plan.configuration_plan["architecture"]["arch_kwargs"]["features_per_stage"]
-    strides = plan.configuration_plan["architecture"]["arch_kwargs"]["strides"]
+    features = plan.configuration_manager().network_arch_init_kwargs["features_per_stage"]
+    strides = plan.configuration_manager().network_arch_init_kwargs["strides"]
     gated = gated_skips(network)
     assert sorted(gated) == list(range(1, len(features) - 1))
     for level, multi_gate in gated.items():

@@ -14,8 +14,14 @@ from nnunet_attention.trainers import TRAINERS
 from torch import nn
 
 from nnunet_attention import cli
-from nnunet_attention.benchmark import REFERENCE, batch_size_for, build_network, forward_flops, network_names
-from nnunet_attention.plan_presets import PLAN_PRESETS, BenchmarkPlan, plain_unet_architecture
+from nnunet_attention.benchmark import Measurement, batch_size_for, forward_flops, trainers_to_measure
+from nnunet_attention.benchmark_report import COLUMNS
+from nnunet_attention.plan_presets import PLAN_PRESETS
+from nnunet_attention.planned_configuration import PlannedConfiguration
+from nnunet_attention.plans_fabricator import dataset_json_for, plain_unet_arch_kwargs, plans_for
+from nnunet_attention.registry import REFERENCE_LABEL as REFERENCE
+from nnunet_attention.registry import REFERENCE_TRAINER
+from nnunet_attention.trainer_step import build_network
 
 
 class ConvThenAttention(nn.Module):
@@ -37,58 +43,59 @@ def test_forward_flops_count_convolutions_and_attention_exactly():
 
 
 def test_every_registered_trainer_is_benchmarked_beside_the_reference():
-    assert network_names() == [REFERENCE, *sorted(TRAINERS)]
-    with pytest.raises(ValueError, match="unknown trainer\\(s\\) \\['nnUNetTrainerNope'\\]: registered: "):
-        network_names(["nnUNetTrainerNope"])
-    with pytest.raises(ValueError, match="\\['nnUNetTrainerMcaNet'\\]: did you mean nnUNetTrainerMCANet\\? "):
-        network_names(["nnUNetTrainerMcaNet"])
+    assert trainers_to_measure() == [REFERENCE_TRAINER, *sorted(TRAINERS)]
+    with pytest.raises(ValueError, match="unknown 'nnUNetTrainerNope': registered: "):
+        trainers_to_measure(["nnUNetTrainerNope"])
+    with pytest.raises(ValueError, match="'nnUNetTrainerMcaNet': did you mean nnUNetTrainerMCANet\\? "):
+        trainers_to_measure(["nnUNetTrainerMcaNet"])
 
 
 @pytest.mark.parametrize("preset", sorted(PLAN_PRESETS))
 def test_every_preset_builds_every_network(preset):
     plan = PLAN_PRESETS[preset]
-    for name in network_names():
+    for name in trainers_to_measure():
         network = build_network(name, plan, for_training=False)
         assert sum(p.numel() for p in network.parameters()) > 0, name
 
 
 def write_tiny_plans(folder, dataset_json=True, batch_size=2):
     """A 2d plan of 3 stages on 32 x 32 patches (nnU-Net's format), with a dataset.json of 2 channels, 3 labels."""
-    configuration = {
-        "patch_size": [32, 32], "batch_size": batch_size, "spacing": [1.0, 1.0],
-        "median_image_size_in_voxels": [40.0, 36.0],
-        "architecture": plain_unet_architecture([[3, 3]] * 3, [[1, 1], [2, 2], [2, 2]], 64),
-    }
-    plans = {"dataset_name": "Dataset123_Tiny", "original_median_shape_after_transp": [3, 40, 36],
-             "configurations": {"2d": configuration}}
+    arch_kwargs = plain_unet_arch_kwargs([[3, 3]] * 3, [[1, 1], [2, 2], [2, 2]], 64)
+    plans = plans_for(arch_kwargs, [32, 32], "2d", batch_size, median_shape=[40, 36], dataset_name="Dataset123_Tiny")
+    plans["original_median_shape_after_transp"] = [3, 40, 36]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "nnUNetPlans.json").write_text(json.dumps(plans))
     if dataset_json:
-        labels = {"background": 0, "a": 1, "b": 2}
-        (folder / "dataset.json").write_text(json.dumps({"channel_names": {"0": "T1", "1": "T2"}, "labels": labels}))
+        dataset = {**dataset_json_for(2, 3), "channel_names": {"0": "T1", "1": "T2"}}
+        (folder / "dataset.json").write_text(json.dumps(dataset))
     return folder / "nnUNetPlans.json"
 
 
 def test_plans_file_gives_channels_classes_and_the_median_case(tmp_path):
-    plan = BenchmarkPlan.from_plans_file(write_tiny_plans(tmp_path), "2d")
+    plan = PlannedConfiguration.from_plans_file(write_tiny_plans(tmp_path), "2d")
     assert (plan.input_channels, plan.num_classes, plan.case_shape) == (2, 3, (3, 40, 36))
     with pytest.raises(ValueError, match="has no configuration '3d_fullres'; it has \\['2d'\\]"):
-        BenchmarkPlan.from_plans_file(tmp_path / "nnUNetPlans.json", "3d_fullres")
+        PlannedConfiguration.from_plans_file(tmp_path / "nnUNetPlans.json", "3d_fullres")
 
 
 def test_benchmark_command_writes_a_table_with_ratios_and_a_chart(tmp_path, capsys):
     plans_file = write_tiny_plans(tmp_path / "plans")
     trainer = "nnUNetTrainerAttentionUNet"
-    arguments = ["benchmark", "--plans", str(plans_file), "--configuration", "2d", "--trainers", trainer,
-                 "--steps", "1", "--device", "cpu", "--output", str(tmp_path / "out")]
+    arguments = ["benchmark", "-p", str(plans_file), "-c", "2d", "-tr", trainer,
+                 "--steps", "1", "-device", "cpu", "--output", str(tmp_path / "out")]
     assert cli.main(arguments) == 0
     table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| Dataset123_Tiny")]
     assert [row.split(" | ")[1] for row in table] == [REFERENCE, trainer]
-    reference_cells = table[0].strip("| ").split(" | ")
-    assert reference_cells[3::2] == ["1.00"] * 7  # every figure's ratio to itself
     measured = json.loads((tmp_path / "out" / "benchmark.json").read_text())["Dataset123_Tiny 2d [32, 32] b2"]
-    plan = BenchmarkPlan.from_plans_file(plans_file, "2d")
-    for name in (REFERENCE, trainer):
+    reference_cells, trainer_cells = (row.strip("| ").split(" | ") for row in table)
+    assert reference_cells[3::2] == ["1.00"] * 7  # every figure's ratio to itself
+    ours, reference = Measurement(**measured[trainer]), Measurement(**measured[REFERENCE_TRAINER])
+    shown = [attribute for _, attribute, _ in COLUMNS if getattr(ours, attribute) is not None]
+    assert len(shown) == 7
+    for attribute, ratio in zip(shown, trainer_cells[3::2]):  # the trainer's figure over the reference's
+        assert ratio == f"{getattr(ours, attribute) / getattr(reference, attribute):.2f}", attribute
+    plan = PlannedConfiguration.from_plans_file(plans_file, "2d")
+    for name in (REFERENCE_TRAINER, trainer):
         expected_parameters = sum(p.numel() for p in build_network(name, plan).parameters())
         assert measured[name]["parameters"] == expected_parameters
         assert measured[name]["step_seconds"] > 0 and measured[name]["inference_seconds"] > 0
@@ -98,7 +105,8 @@ def test_benchmark_command_writes_a_table_with_ratios_and_a_chart(tmp_path, caps
 
 def test_benchmark_refuses_a_plans_file_without_its_dataset_json(tmp_path, capsys):
     plans_file = write_tiny_plans(tmp_path, dataset_json=False)
-    assert cli.main(["benchmark", "--plans", str(plans_file), "--configuration", "2d", "--device", "cpu"]) == 2
+    arguments = ["benchmark", "--plans", str(plans_file), "--configuration", "2d", "--device", "cpu"]  # old flags
+    assert cli.main(arguments) == 2
     assert "no dataset.json beside" in capsys.readouterr().err
 
 
@@ -161,5 +169,5 @@ def test_ctrl_c_keeps_the_rows_measured_and_ends_with_a_message_not_a_traceback(
     assert rows == [REFERENCE]
     assert "INTERRUPTED" in (output / "benchmark_interrupted.md").read_text()
     assert list(json.loads((output / "benchmark_interrupted.json").read_text())["Dataset123_Tiny 2d [32, 32] b2"]) == [
-        REFERENCE]
+        REFERENCE_TRAINER]
     assert not (output / "benchmark.md").exists() and not (output / "benchmark.json").exists()

@@ -5,10 +5,12 @@ byte for byte as it was. ``nnUNetv2_train --c`` after an interrupted run is in t
 
 import pytest
 import torch
+from helpers import harness_trainer_class, make_plan, make_trainer
 from nnunet_attention.trainers import TRAINERS
 from nnunet_attention.trainers.checkpoints import CheckpointError
-from plan_factory import make_plan
-from trainer_harness import dataset_json_for, harness_trainer_class, make_trainer, plans_for, training_batch
+
+from nnunet_attention.plans_fabricator import dataset_json_for, plans_for
+from nnunet_attention.trainer_step import training_batch
 
 NAMES = sorted(TRAINERS)
 

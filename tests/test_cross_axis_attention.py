@@ -2,34 +2,9 @@
 
 import pytest
 import torch
-import torch.nn.functional as F
 from nnunet_attention.architectures.blocks.cross_axis_attention import MultiScaleCrossAxisAttention, apply_strip
+from paper_references import mca_2d_reference
 from torch import nn
-
-
-def mca_2d_reference(block: MultiScaleCrossAxisAttention, x: torch.Tensor) -> torch.Tensor:
-    """Shao et al.: x-path = Σ 1xk strips, y-path = Σ kx1 strips, both through project_out; row attention
-    (H tokens of W·C/h features) with the y-path query over the x-path keys/values, column attention (W
-    tokens of H·C/h) with the x-path query over the y-path; q, k L2-normalised; q added back."""
-    b, c, h, w = x.shape
-    heads = block.heads
-    normed = F.layer_norm(x.permute(0, 2, 3, 1), (c,), block.norm.norm.weight, block.norm.norm.bias).permute(0, 3, 1, 2)
-    y_path = block.project_out(sum(conv(normed) for conv in block.strips[0]))  # strips along H: (k, 1)
-    x_path = block.project_out(sum(conv(normed) for conv in block.strips[1]))  # strips along W: (1, k)
-
-    def rows(t):  # b (head c) h w -> b head h (w c)
-        return t.view(b, heads, c // heads, h, w).permute(0, 1, 3, 4, 2).reshape(b, heads, h, w * c // heads)
-
-    def columns(t):  # b (head c) h w -> b head w (h c)
-        return t.view(b, heads, c // heads, h, w).permute(0, 1, 4, 3, 2).reshape(b, heads, w, h * c // heads)
-
-    q1, k1, v1 = F.normalize(rows(y_path), dim=-1), F.normalize(rows(x_path), dim=-1), rows(x_path)
-    q2, k2, v2 = F.normalize(columns(x_path), dim=-1), F.normalize(columns(y_path), dim=-1), columns(y_path)
-    out3 = torch.softmax(q1 @ k1.transpose(-1, -2), -1) @ v1 + q1
-    out4 = torch.softmax(q2 @ k2.transpose(-1, -2), -1) @ v2 + q2
-    out3 = out3.view(b, heads, h, w, c // heads).permute(0, 1, 4, 2, 3).reshape(b, c, h, w)
-    out4 = out4.view(b, heads, w, h, c // heads).permute(0, 1, 4, 3, 2).reshape(b, c, h, w)
-    return block.project_out(out3) + block.project_out(out4) + x
 
 
 def randomized(block: nn.Module) -> nn.Module:

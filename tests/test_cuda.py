@@ -12,12 +12,12 @@ import copy
 
 import pytest
 import torch
+from helpers import BLOCKS, FP16_TOLERANCE, block_and_half_input, largest_relative_error, make_trainer
 from nnunet_attention.trainers import TRAINERS
-from test_fp16_attention import BLOCKS, FP16_TOLERANCE, block_and_half_input, largest_relative_error
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from trainer_harness import dataset_json_for, make_trainer, plans_for, training_batch
 
 from nnunet_attention.plan_presets import PLAN_PRESETS
+from nnunet_attention.trainer_step import training_batch
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -31,11 +31,10 @@ def acdc_trainer(trainer_name: str, compile_network: bool, root, monkeypatch):
     seeded."""
     monkeypatch.setenv("nnUNet_compile", "true" if compile_network else "false")
     preset = PLAN_PRESETS[PRESET]
-    architecture = preset.configuration_plan["architecture"]
-    plans = plans_for(architecture["arch_kwargs"], preset.patch_size, batch_size=BATCH)
+    plans = copy.deepcopy(preset.plans)
+    plans["configurations"][preset.configuration]["batch_size"] = BATCH
     torch.manual_seed(0)
-    return make_trainer(TRAINERS[trainer_name], plans,
-                        dataset_json_for(preset.input_channels, preset.num_classes), root, monkeypatch, device="cuda")
+    return make_trainer(TRAINERS[trainer_name], plans, preset.dataset_json, root, monkeypatch, device="cuda")
 
 
 @pytest.mark.parametrize("trainer_name", sorted(TRAINERS))

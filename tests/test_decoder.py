@@ -1,11 +1,11 @@
-"""The hooked decoder is nnU-Net's UNetDecoder when no hook is set."""
+"""The hooked decoder is nnU-Net's UNetDecoder when no hook is set; its hooks take one entry per stage."""
 
 import pytest
 import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
+from helpers import make_plan
 from nnunet_attention.architectures import UNetPlan
 from nnunet_attention.architectures.decoder import HookedUNetDecoder
-from plan_factory import make_plan
 from torch import nn
 
 
@@ -31,7 +31,16 @@ def test_hookless_decoder_reproduces_plain_unet(spatial_dims, anisotropic, deep_
         torch.testing.assert_close(actual, expected)
 
 
-def test_wrong_number_of_hooks_is_rejected():
+@pytest.mark.parametrize("hook", ["skip_filters", "upsamplings"])
+def test_wrong_number_of_hooks_is_rejected(hook):
     plan = UNetPlan.from_arch_kwargs(*make_plan(2, 4, False))
-    with pytest.raises(ValueError, match="skip_filters needs one entry per decoder stage \\(3\\), got 2"):
-        HookedUNetDecoder(plan, plan.build_encoder(1), 2, False, skip_filters=[None, None])
+    with pytest.raises(ValueError, match=f"{hook} needs one entry per decoder stage \\(3\\), got 2"):
+        HookedUNetDecoder(plan, plan.build_encoder(1), 2, False, **{hook: [None, None]})
+
+
+def test_upsampling_hook_takes_the_place_of_the_stages_transposed_conv():
+    plan = UNetPlan.from_arch_kwargs(*make_plan(2, 4, False))
+    upsampling = nn.Upsample(scale_factor=2)
+    decoder = HookedUNetDecoder(plan, plan.build_encoder(1), 2, False, upsamplings=[None, upsampling, None])
+    assert decoder.transpconvs[1] is upsampling
+    assert all(isinstance(decoder.transpconvs[s], nn.ConvTranspose2d) for s in (0, 2))

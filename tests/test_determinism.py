@@ -5,9 +5,11 @@ weights; another seed gives another loss, so the check can fail."""
 import numpy as np
 import pytest
 import torch
+from helpers import harness_trainer_class, make_plan, make_trainer
 from nnunet_attention.trainers import TRAINERS
-from plan_factory import make_plan
-from trainer_harness import dataset_json_for, harness_trainer_class, make_trainer, plans_for, training_batch
+
+from nnunet_attention.plans_fabricator import dataset_json_for, plans_for
+from nnunet_attention.trainer_step import training_batch
 
 
 def first_step(trainer_name: str, seed: int, root, monkeypatch) -> tuple[np.ndarray, dict[str, torch.Tensor]]:

@@ -8,18 +8,13 @@ input channels, 2 to 15 classes, ResEnc plans, region-based training. Plans that
 import numpy as np
 import pytest
 import torch
+from helpers import harness_trainer_class, make_trainer, plan_from_layout
 from nnunet_attention.trainers import TRAINERS
 from nnunetv2.training.loss.compound_losses import DC_and_BCE_loss
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from plan_factory import plan_from_layout
-from trainer_harness import (
-    cascade_plans_for,
-    dataset_json_for,
-    harness_trainer_class,
-    make_trainer,
-    plans_for,
-    training_batch,
-)
+
+from nnunet_attention.plans_fabricator import cascade_plans_for, dataset_json_for, plans_for
+from nnunet_attention.trainer_step import training_batch
 
 
 def isotropic(spatial_dims: int, n_stages: int) -> list[list[int]]:
@@ -51,7 +46,7 @@ CASES = [(name, plan) for name in sorted(TRAINERS) for plan in EDGE_PLANS]
 
 def edge_plans(plan_id: str) -> tuple[dict, dict]:
     strides, kernels, patch, input_channels, num_classes, residual = EDGE_PLANS[plan_id]
-    plans = plans_for(plan_from_layout(strides, kernels, residual), patch, plain=not residual)
+    plans = plans_for(plan_from_layout(strides, kernels, residual), patch)
     return plans, dataset_json_for(input_channels, num_classes)
 
 

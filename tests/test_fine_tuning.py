@@ -6,10 +6,9 @@ dataset with another number of classes runs in the end-to-end tests."""
 
 import pytest
 import torch
+from helpers import build, make_plan
 from nnunet_attention.trainers import TRAINERS
 from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
-from plan_factory import make_plan
-from test_architecture_contract import build
 
 SOURCE_CLASSES, TARGET_CLASSES = 3, 5
 SKIPPED = ".seg_layers."

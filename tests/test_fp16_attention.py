@@ -12,43 +12,8 @@ import copy
 
 import pytest
 import torch
-from nnunet_attention.architectures.blocks.cross_axis_attention import MultiScaleCrossAxisAttention
-from nnunet_attention.architectures.blocks.external_attention import ExternalAttention
-from nnunet_attention.architectures.blocks.gaussian_axial_attention import GaussianAxialAttention
-from nnunet_attention.architectures.blocks.global_aggregation import GlobalAggregation
-from nnunet_attention.architectures.blocks.guided_attention import ChannelAttention, PositionAttention
-from nnunet_attention.architectures.blocks.local_global_attention import LocalGlobalGaussianAttention
-from test_architecture_contract import disable_dropout, open_zero_initialised_gates
+from helpers import BLOCKS, FP16_TOLERANCE, MAGNITUDE, block_and_half_input, largest_relative_error
 from torch import nn
-
-MAGNITUDE = 300.0
-#: id -> (block factory, input shape)
-BLOCKS = {
-    # the same block: the up-sampling one shares its attention; only its query is a transposed conv, whose fp16
-    # weight gradient overflows at inputs of 300 whatever the softmax (a conv matter, which nnU-Net's GradScaler
-    # handles; in the network the block's input is normalised)
-    "global aggregation 3d": (lambda: GlobalAggregation(nn.Conv3d, 16, 8, 2), (2, 16, 4, 6, 6)),
-    "position attention 2d": (lambda: PositionAttention(nn.Conv2d, 16), (2, 16, 8, 8)),
-    "channel attention 3d": (ChannelAttention, (2, 16, 4, 6, 6)),
-    "cross-axis attention 3d": (lambda: MultiScaleCrossAxisAttention(nn.Conv3d, 16, 2), (2, 16, 4, 6, 6)),
-    "gaussian axial attention 2d": (lambda: GaussianAxialAttention(16), (2, 8, 8, 16)),
-    "local-global attention 2d": (lambda: LocalGlobalGaussianAttention(16, (4, 4), 2), (2, 8, 8, 16)),
-    "external attention": (lambda: ExternalAttention(16, 2), (2, 64, 16)),
-}
-
-
-#: largest error of an fp16 autocast run against float64, relative to the largest magnitude of the compared tensor
-#: (fp16's unit roundoff is 4.9e-4; measured at most 2.1e-3 over these blocks)
-FP16_TOLERANCE = 1e-2
-
-
-def block_and_half_input(block_id: str, magnitude: float):
-    """The block (seeded, zero-initialised gates opened, dropout off) and an fp16 input of that magnitude."""
-    factory, shape = BLOCKS[block_id]
-    torch.manual_seed(0)
-    block = disable_dropout(factory())
-    open_zero_initialised_gates(block)
-    return block, (magnitude * torch.randn(shape)).half()
 
 
 def fp16_step(block: nn.Module, features: torch.Tensor, loss_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,9 +35,6 @@ def test_fp16_attention_with_huge_scores_stays_finite(block_id):
     assert all(torch.isfinite(p.grad).all() for p in block.parameters() if p.grad is not None)
 
 
-def largest_relative_error(actual: torch.Tensor, expected: torch.Tensor, scale: float | None = None) -> float:
-    scale = float(expected.abs().max()) if scale is None else scale
-    return float((actual.double() - expected).abs().max()) / scale
 
 
 @pytest.mark.parametrize("block_id", sorted(BLOCKS))

@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from nnunet_attention.trainers import TRAINERS
 from scipy import stats
 
@@ -157,23 +158,29 @@ def test_compare_says_which_folds_are_missing(grid_run, tmp_path):
 def test_compare_with_cost_measures_each_models_network_on_its_plan(grid_run, tmp_path):
     from pathlib import Path
 
-    from nnunet_attention.benchmark import build_network
-    from nnunet_attention.plan_presets import BenchmarkPlan
+    from nnunet_attention.benchmark import forward_flops
+    from nnunet_attention.planned_configuration import PlannedConfiguration
+    from nnunet_attention.trainer_step import build_network
 
     environment, names, *_ = grid_run
     output = tmp_path / "comparison"
     result = subprocess.run(cli("compare", "-d", str(SPEC.dataset_id), "-c", "2d", "-tr", *names, "--folds", *FOLDS,
-                                "--baseline", names[0], "-o", str(output), "--with-cost", "--cost-device", "cpu",
+                                "--baseline", names[0], "-o", str(output), "--with-cost", "-device", "cpu",
                                 "--boundary", "1.0"),
                             env=environment, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     board = {row["model"]: row for row in json.loads((output / "leaderboard.json").read_text())["leaderboard"]}
     plans_file = fold_summary(environment, names[0], "0").parents[2] / "plans.json"
-    plan = BenchmarkPlan.from_plans_file(Path(plans_file), "2d")
-    for name, trainer in zip(names, GRID_TRAINERS):
-        parameters = sum(p.numel() for p in build_network(trainer, plan).parameters())
+    plan = PlannedConfiguration.from_plans_file(Path(plans_file), "2d")
+    for name, trainer in zip(names, GRID_TRAINERS):  # the model's network on its plan, counted here
+        network = build_network(trainer, plan)
+        parameters = sum(p.numel() for p in network.parameters())
+        flops = forward_flops(network, torch.randn(1, plan.input_channels, *plan.patch_size))
         assert board[f"{name} 2d"]["params (M)"] == pytest.approx(parameters / 1e6)
-        assert board[f"{name} 2d"]["peak memory x U-Net"] > 0.5 and board[f"{name} 2d"]["train step x U-Net"] > 0
+        assert board[f"{name} 2d"]["GFLOPs / patch"] == pytest.approx(flops / 1e9)
+        # ratios to nnU-Net's U-Net measured in the same run: not the U-Net's own (1.0), not unmeasured
+        for ratio in ("peak memory x U-Net", "train step x U-Net"):
+            assert 0.2 < board[f"{name} 2d"][ratio] < 20 and board[f"{name} 2d"][ratio] != 1.0, (name, ratio)
     assert (output / "dice_vs_cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for row in board.values():  # boundary metrics from the validation predictions
         assert row["HD95"] > 0 and 0 <= row["NSD"] <= 1

@@ -1,16 +1,17 @@
 """MCANet: the paper's decode head on nnU-Net's plans (backbone levels at strides 4-32, MCA on E1's grid, the
-official widths, one full-resolution output), its maps."""
+official widths, one full-resolution output) against the authors' head written out (float64), its maps."""
 
 import pytest
 import torch
+import torch.nn.functional as F
+from helpers import make_plan
 from nnunet_attention.architectures import MCANet, UNetPlan, capture_attention_maps
-from nnunet_attention.architectures.blocks.interpolation import resize_linear
 from nnunet_attention.architectures.mcanet import backbone_levels
-from plan_factory import make_plan
+from paper_references import conv_reference, layers_reference, mca_2d_reference
 from torch import nn
 
-from nnunet_attention.benchmark import build_network
 from nnunet_attention.plan_presets import PLAN_PRESETS
+from nnunet_attention.trainer_step import build_network
 
 
 @pytest.mark.parametrize("spatial_dims,n_stages,anisotropic,levels", [
@@ -32,7 +33,7 @@ def test_single_stage_plan_is_refused():
 @pytest.mark.parametrize("preset", ["acdc-2d", "acdc-3d_fullres"])
 def test_acdc_topology_mca_on_e1_grid_with_the_official_widths(preset):
     plan = PLAN_PRESETS[preset]
-    features = plan.configuration_plan["architecture"]["arch_kwargs"]["features_per_stage"]
+    features = plan.configuration_manager().network_arch_init_kwargs["features_per_stage"]
     network = build_network("nnUNetTrainerMCANet", plan).eval()
     unet_plan = network.plan
     assert network.backbone_levels == (2, 3, 4, 5)
@@ -59,20 +60,30 @@ def test_deeper_plan_stages_are_not_built():
     assert len(network.encoder.stages) == 6
 
 
+def mca_head_reference(network: MCANet, image: torch.Tensor) -> torch.Tensor:
+    """The authors' ``MCAHead.forward`` on the planned encoder's E1..E4 (2D), from functional ops: E2..E4 resized
+    (bilinear) to E1's grid and concatenated, ``squeeze`` (1x1 conv-norm-nonlin), the MCA block, concatenated
+    with E1, ``sep_bottleneck`` (two depthwise-separable conv-norm-nonlin), ``align`` (1x1 conv-norm-nonlin),
+    ``cls_seg`` (dropout: identity in evaluation; 1x1 conv), then the logits resized (bilinear) to the image."""
+    skips = network.encoder(image)  # nnU-Net's planned encoder, as nnU-Net builds it
+    e1, *deep = (skips[level] for level in network.backbone_levels)
+    head = network.head
+    resized = [F.interpolate(e, size=e1.shape[2:], mode="bilinear", align_corners=False) for e in deep]
+    attended = mca_2d_reference(head.cross_axis_attention, layers_reference(head.squeeze, torch.cat(resized, 1)))
+    aligned = layers_reference(head.align, layers_reference(head.fuse, torch.cat((attended, e1), dim=1)))
+    logits = conv_reference(head.seg_layers[0], aligned)
+    return F.interpolate(logits, size=image.shape[2:], mode="bilinear", align_corners=False)
+
+
 def test_forward_is_the_papers_head():
-    """resize(seg_layers[0](dropout(align(fuse(cat(MCA(squeeze(cat(E2..E4 resized to E1))), E1))))), patch)."""
-    kwargs, patch = make_plan(3, 6, anisotropic=True)
+    kwargs, patch = make_plan(2, 6, anisotropic=False)  # E1..E4 at levels 2..5: 24 x 40 .. 3 x 5
     torch.manual_seed(0)
-    network = MCANet(UNetPlan.from_arch_kwargs(kwargs, patch), 2, 3).eval()
-    image = torch.randn(1, 2, *patch)
+    network = MCANet(UNetPlan.from_arch_kwargs(kwargs, patch), 2, 3).double().eval()
     with torch.no_grad():
-        skips = network.encoder(image)
-        e1, e2, e3, e4 = (skips[level] for level in (2, 3, 4, 5))
-        head = network.head
-        deep = torch.cat([resize_linear(e, e1.shape[2:]) for e in (e2, e3, e4)], dim=1)
-        fused = head.align(head.fuse(torch.cat((head.cross_axis_attention(head.squeeze(deep)), e1), dim=1)))
-        expected = resize_linear(head.seg_layers[0](fused), patch)
-        torch.testing.assert_close(network(image), expected)
+        for parameter in network.head.parameters():  # norms away from 1 and 0, the projection's bias nonzero
+            parameter.add_(0.3 * torch.randn_like(parameter))
+        image = torch.randn(1, 2, *patch, dtype=torch.float64)
+        torch.testing.assert_close(network(image), mca_head_reference(network, image), atol=1e-10, rtol=1e-10)
 
 
 def test_deep_supervision_is_refused_with_what_to_do():

@@ -1,10 +1,12 @@
 """Multi-scale self-guided attention: DANet modules against their formulas, the eval output as the mean of the
 step-2 heads, the trainer's loss terms against the paper's formula, gradients everywhere, the default width."""
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
-from cpu_autocast import bf16_safe_kernels
+from helpers import bf16_safe_kernels, make_plan
 from nnunet_attention.architectures import MSGANet, UNetPlan
 from nnunet_attention.architectures.blocks.guided_attention import (
     ChannelAttention,
@@ -16,7 +18,7 @@ from nnunet_attention.trainers import nnUNetTrainerMSGA
 from nnunet_attention.trainers.msga import MSGALoss
 from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
 from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
-from plan_factory import make_plan
+from paper_references import channel_attention_reference, position_attention_reference
 from torch import nn
 
 
@@ -46,20 +48,14 @@ def test_position_attention_equals_danet_formula():
     module = PositionAttention(nn.Conv3d, 16).double()
     nn.init.constant_(module.gamma, 0.7)
     x = torch.randn(2, 16, 3, 4, 5, dtype=torch.float64)
-    q, k, v = (conv(x).flatten(2) for conv in (module.query, module.key, module.value))  # (B, C', N)
-    attention = torch.softmax(q.transpose(1, 2) @ k, dim=-1)  # (B, N, N), no scaling
-    expected = 0.7 * (v @ attention.transpose(1, 2)).view_as(x) + x
-    torch.testing.assert_close(module(x), expected)
+    torch.testing.assert_close(module(x), position_attention_reference(module, x))
 
 
 def test_channel_attention_equals_danet_formula():
     module = ChannelAttention().double()
     nn.init.constant_(module.gamma, 0.3)
     x = torch.randn(2, 6, 7, 9, dtype=torch.float64)
-    flat = x.flatten(2)
-    energy = flat @ flat.transpose(1, 2)
-    attention = torch.softmax(energy.max(dim=-1, keepdim=True).values.expand_as(energy) - energy, dim=-1)
-    torch.testing.assert_close(module(x), 0.3 * (attention @ flat).view_as(x) + x)
+    torch.testing.assert_close(module(x), channel_attention_reference(module, x))
 
 
 def test_channel_attention_energy_does_not_overflow_fp16():
@@ -126,16 +122,29 @@ def test_every_parameter_gets_a_gradient_from_the_trainers_loss(spatial_dims, n_
 
 
 def test_default_width_trains_a_step_on_a_2d_plan():
+    """At the paper's 64 channels one SGD step of nnU-Net's settings on the trainer's loss moves every parameter
+    but position attention's projections (its gamma starts at 0, so no gradient reaches them yet) and lowers the
+    loss on the batch."""
     kwargs, patch = make_plan(2, 5, anisotropic=False)
+    torch.manual_seed(0)
     network = MSGANet(UNetPlan.from_arch_kwargs(kwargs, patch), 1, 3)
+    network.apply(network.initialize)
     assert network.projections[0][0].out_channels == 64
     assert network.autoencoders[0].encoder[-1].kernel_size in (2, (2, 2))
     optimizer = torch.optim.SGD(network.parameters(), 1e-2, momentum=0.99, nesterov=True)
-    target = torch.randint(0, 3, (2, 1, *patch))
-    loss = MSGALoss(nnunet_dice_ce())(network(torch.randn(2, 1, *patch)), target)
+    image, target = torch.randn(1, 1, *patch), torch.randint(0, 3, (1, 1, *patch))
+    loss_function = MSGALoss(nnunet_dice_ce())
+    before = {name: p.detach().clone() for name, p in network.named_parameters()}
+    loss = loss_function(network(image), target)
     loss.backward()
     optimizer.step()
     assert torch.isfinite(loss)
+    unmoved = {name for name, p in network.named_parameters() if torch.equal(p, before[name])}
+    behind_zero_gamma = {name for name, _ in network.named_parameters()
+                         if re.search(r"\.position\.attention\.(query|key|value)\.", name)}
+    assert behind_zero_gamma and unmoved == behind_zero_gamma
+    with torch.no_grad():
+        assert loss_function(network(image), target) < loss
 
 
 def test_attention_level_respects_the_position_budget():
@@ -148,7 +157,8 @@ def test_attention_level_respects_the_position_budget():
 
 def test_deep_supervision_is_refused_with_what_to_do():
     kwargs, patch = make_plan(2, 4, anisotropic=False)
-    with pytest.raises(ValueError, match="supervises all eight heads at full resolution; build it with"):
+    with pytest.raises(ValueError, match="supervises all eight heads at full resolution\\); its trainer switches "
+                                         "nnU-Net's off: build it with deep_supervision=False"):
         MSGANet(UNetPlan.from_arch_kwargs(kwargs, patch), 1, 2, deep_supervision=True)
     assert not nnUNetTrainerMSGA.supports_deep_supervision
 

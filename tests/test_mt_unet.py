@@ -6,15 +6,15 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import make_plan
 from mt_unet_reference import lgg_sa_reference
 from nnunet_attention.architectures import MTUNet, UNetPlan
 from nnunet_attention.architectures.blocks.local_global_attention import LocalGlobalGaussianAttention
 from nnunet_attention.architectures.blocks.mixed_transformer import MixedTransformerModule, MixedTransformerStage
-from plan_factory import make_plan
 from torch import nn
 
-from nnunet_attention.benchmark import build_network
 from nnunet_attention.plan_presets import PLAN_PRESETS
+from nnunet_attention.trainer_step import build_network
 
 
 def convs(module: nn.Module) -> list[nn.Module]:
@@ -32,7 +32,7 @@ def mtm_widths(stage: nn.Module) -> list[int]:
 ])
 def test_acdc_topology_mtms_replace_convolution_at_the_three_deepest_levels(preset, transformer_grids):
     plan = PLAN_PRESETS[preset]
-    arch = plan.configuration_plan["architecture"]["arch_kwargs"]
+    arch = plan.configuration_manager().network_arch_init_kwargs
     features, strides, n_stages = arch["features_per_stage"], arch["strides"], arch["n_stages"]
     network = build_network("nnUNetTrainerMTUNet", plan)
     first = network.first_transformer_level

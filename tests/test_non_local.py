@@ -1,37 +1,20 @@
-"""Non-local U-Nets: the global aggregation block against the paper's formula (float64), the official topology on
-nnU-Net's ACDC plans (bottom block, up-sampling block at the first up-step), attention dropout in training only."""
+"""Non-local U-Nets: the global aggregation block, the bottom block and the up-sampling block against the authors'
+operations (float64), the official topology on nnU-Net's ACDC plans (bottom block, up-sampling block at the first
+up-step), attention dropout in training only, the transposed convs' alignment."""
 
 import math
 
 import pytest
 import torch
+from helpers import make_plan
 from nnunet_attention.architectures import NonLocalUNet, UNetPlan
 from nnunet_attention.architectures.blocks.global_aggregation import GlobalAggregation
 from nnunet_attention.architectures.non_local_unet import BottomBlock, UpAggregation
-from plan_factory import make_plan
+from paper_references import aggregation_reference, layers_reference, transposed_conv_3x3_reference
 from torch import nn
 
-from nnunet_attention.benchmark import build_network
 from nnunet_attention.plan_presets import PLAN_PRESETS
-
-
-def aggregation_reference(block: GlobalAggregation, x: torch.Tensor) -> torch.Tensor:
-    """multihead_attention_3d: per head h, O_h = softmax(Q_h K_hᵀ / sqrt(C / heads)) V_h over all N input positions
-    (keys and values unpooled), heads concatenated channel-wise, then the 1x1 output conv. Written with explicit
-    (N_q, N) matrices per head, channels split into contiguous head groups as the official code."""
-    query, key, value = block.query(x), block.key(x), block.value(x)
-    channels = query.shape[1]
-    per_head = channels // block.heads
-    outputs = []
-    for h in range(block.heads):
-        part = slice(h * per_head, (h + 1) * per_head)
-        q = query[:, part].flatten(2).transpose(1, 2)  # (B, N_q, C/h)
-        k = key[:, part].flatten(2).transpose(1, 2)  # (B, N, C/h)
-        v = value[:, part].flatten(2).transpose(1, 2)
-        weights = torch.softmax(q @ k.transpose(1, 2) * per_head ** -0.5, dim=-1)
-        outputs.append((weights @ v).transpose(1, 2))
-    attended = torch.cat(outputs, dim=1).reshape(query.shape)
-    return block.output(attended)
+from nnunet_attention.trainer_step import build_network
 
 
 @pytest.mark.parametrize("conv_op,size,heads,up_stride", [
@@ -61,18 +44,28 @@ def test_scaled_scores_spread_the_attention_at_initialisation():
 
 
 def test_attention_dropout_acts_in_training_only():
+    """Evaluation: exactly the formula without dropout. Training: other outputs, unbiased (dropout rescales the
+    kept weights, and everything after the weights is linear), so their mean over many passes nears the formula;
+    without dropout, training is the formula too."""
     torch.manual_seed(0)
-    block = GlobalAggregation(nn.Conv2d, 4, 8, 2, attention_dropout=0.5)
-    x = torch.randn(1, 4, 6, 6)
-    assert not torch.allclose(block.train()(x), block(x))
-    torch.testing.assert_close(block.eval()(x), block(x))
-    torch.testing.assert_close(block(x), aggregation_reference(block, x))
+    block = GlobalAggregation(nn.Conv2d, 4, 8, 2, attention_dropout=0.5).double()
+    x = torch.randn(1, 4, 6, 6, dtype=torch.float64)
+    with torch.no_grad():
+        expected = aggregation_reference(block, x)
+        torch.testing.assert_close(block.eval()(x), expected, atol=1e-10, rtol=1e-10)
+        block.train()
+        passes = block(x.expand(4000, -1, -1, -1))  # one dropout mask per case of the batch
+        assert (passes - expected).abs().amax(dim=(1, 2, 3)).min() > 1e-3  # every pass dropped something
+        torch.testing.assert_close(passes.mean(dim=0, keepdim=True), expected, atol=0.03 * expected.abs().max(),
+                                   rtol=0)
+        block.attention_dropout = 0.0
+        torch.testing.assert_close(block(x), expected, atol=1e-10, rtol=1e-10)
 
 
 @pytest.mark.parametrize("preset", ["acdc-2d", "acdc-3d_fullres"])
 def test_acdc_topology_bottom_block_and_upsampling_by_attention(preset):
     plan = PLAN_PRESETS[preset]
-    arch = plan.configuration_plan["architecture"]["arch_kwargs"]
+    arch = plan.configuration_manager().network_arch_init_kwargs
     features, strides = arch["features_per_stage"], arch["strides"]
     network = build_network("nnUNetTrainerNonLocalUNet", plan)
     unet_plan = network.plan
@@ -100,26 +93,50 @@ def test_acdc_topology_bottom_block_and_upsampling_by_attention(preset):
 
 
 def test_bottom_block_adds_the_encoder_output():
+    """The authors' bottom block: ``x + multihead_attention_3d(BN-ReLU6(x))``, with the plan's norm and
+    nonlinearity."""
     kwargs, patch = make_plan(2, 4, anisotropic=False)
-    network = NonLocalUNet(UNetPlan.from_arch_kwargs(kwargs, patch), 1, 2).eval()
-    bottleneck = torch.randn(1, 32, 3, 5)
+    torch.manual_seed(0)
+    network = NonLocalUNet(UNetPlan.from_arch_kwargs(kwargs, patch), 1, 2).double().eval()
     block = network.bottom_block
-    expected = bottleneck + block.aggregation(block.norm_nonlin(bottleneck))
-    torch.testing.assert_close(block(bottleneck), expected)
     with torch.no_grad():
-        nn.init.zeros_(block.aggregation.output.weight)
-        nn.init.zeros_(block.aggregation.output.bias)
-    torch.testing.assert_close(block(bottleneck), bottleneck)
+        for parameter in block.parameters():  # norm weights and biases away from 1 and 0
+            parameter.add_(0.3 * torch.randn_like(parameter))
+        bottleneck = torch.randn(2, 32, 3, 5, dtype=torch.float64)
+        expected = bottleneck + aggregation_reference(block.aggregation, layers_reference(block.norm_nonlin,
+                                                                                          bottleneck))
+        torch.testing.assert_close(block(bottleneck), expected, atol=1e-10, rtol=1e-10)
 
 
-def test_up_block_is_attention_plus_transposed_conv_shortcut():
+def test_up_block_is_attention_plus_bias_free_transposed_conv_shortcut():
+    """The authors' first up-step (``_attention_block`` with ``projection_shortcut``): ``y = BN-ReLU6(x)``,
+    ``multihead_attention_3d(y, 'UP') + Deconv3D(y, kernel 3, stride)``, the Deconv3D without bias."""
     kwargs, patch = make_plan(3, 4, anisotropic=True)
-    network = NonLocalUNet(UNetPlan.from_arch_kwargs(kwargs, patch), 1, 2).eval()
+    torch.manual_seed(0)
+    network = NonLocalUNet(UNetPlan.from_arch_kwargs(kwargs, patch), 1, 2).double().eval()
     up = network.decoder.transpconvs[0]
-    below = torch.randn(1, 32, 2, 2, 6)
-    activated = up.norm_nonlin(below)
-    torch.testing.assert_close(up(below), up.aggregation(activated) + up.shortcut(activated))
-    assert up(below).shape == (1, 16, 4, 4, 12)  # the last stride of this plan is [2, 2, 2]
+    assert isinstance(up, UpAggregation)
+    with torch.no_grad():
+        for parameter in up.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+        below = torch.randn(2, 32, 2, 2, 6, dtype=torch.float64)
+        activated = layers_reference(up.norm_nonlin, below)
+        shortcut = transposed_conv_3x3_reference(activated, up.shortcut.weight, None, (2, 2, 2))
+        expected = aggregation_reference(up.aggregation, activated) + shortcut
+        output = up(below)
+    assert output.shape == (2, 16, 4, 4, 12)  # the last stride of this plan is [2, 2, 2]
+    torch.testing.assert_close(output, expected, atol=1e-10, rtol=1e-10)
+
+
+def test_transposed_convs_are_one_fine_voxel_from_tensorflows_same_along_stride_two():
+    """The documented departure: along an axis of stride 2 PyTorch's output voxel ``j`` is TensorFlow's ``j + 1``
+    (same weights); along stride 1 they agree."""
+    torch.manual_seed(0)
+    x, weight = torch.randn(1, 3, 4, 5, dtype=torch.float64), torch.randn(3, 2, 3, 3, dtype=torch.float64)
+    pytorch = transposed_conv_3x3_reference(x, weight, None, (1, 2))
+    tensorflow = transposed_conv_3x3_reference(x, weight, None, (1, 2), tensorflow_same=True)
+    torch.testing.assert_close(pytorch[..., :-1], tensorflow[..., 1:])
+    assert not torch.allclose(pytorch, tensorflow)
 
 
 def test_bad_settings_say_what_is_wrong():

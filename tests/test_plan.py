@@ -3,8 +3,8 @@
 import pytest
 import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet, ResidualEncoderUNet
+from helpers import make_plan, plan_from_layout
 from nnunet_attention.architectures import UNetPlan
-from plan_factory import make_plan, plan_from_layout
 
 
 def test_per_axis_values_are_expanded_and_grids_follow_the_strides():

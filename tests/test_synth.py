@@ -7,6 +7,7 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
+from nnunet_attention.errors import UsageError
 from nnunet_attention.synth import LABELS, SynthSpec, generate_case, write_dataset
 
 
@@ -55,7 +56,7 @@ def test_write_dataset_in_nnunet_raw_format(tmp_path):
 def test_existing_dataset_is_not_overwritten_without_asking(tmp_path):
     spec = SynthSpec(dataset_id=8, shape=(16, 16), n_train=5, n_test=1)
     write_dataset(spec, tmp_path)
-    with pytest.raises(FileExistsError, match="--overwrite"):
+    with pytest.raises(UsageError, match="--overwrite"):
         write_dataset(spec, tmp_path)
     write_dataset(spec, tmp_path, overwrite=True)
 

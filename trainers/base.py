@@ -9,12 +9,12 @@ nnU-Net's. Every concrete trainer defined in :mod:`nnunet_attention.trainers` re
 
 from __future__ import annotations
 
-import difflib
 import os
 import pydoc
 from typing import Any, ClassVar
 
 from nnunet_attention.architectures.plan import UNetPlan
+from nnunet_attention.architectures.planned_network import PlannedNetwork
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import nn
@@ -25,19 +25,6 @@ from .checkpoints import check_weights_fit, read_checkpoint
 
 #: trainer class name -> class, filled by every concrete trainer of this package as it is defined
 TRAINERS: dict[str, type[AttentionTrainerBase]] = {}
-
-def did_you_mean(trainer_name: str, candidates: tuple[str, ...] = ()) -> str:
-    """``"did you mean X? "`` for the registered trainer (or one of ``candidates``) closest to a misspelt
-    ``trainer_name``; ``""`` when none is close. Names are compared without nnU-Net's common ``nnUNetTrainer``
-    prefix and ignoring case, so the prefix alone makes no name close."""
-
-    def distinctive(name: str) -> str:
-        return name.removeprefix("nnUNetTrainer").lower()
-
-    names = {distinctive(name): name for name in [*TRAINERS, *candidates]}
-    close = difflib.get_close_matches(distinctive(trainer_name), list(names), n=1, cutoff=0.6)
-    return f"did you mean {names[close[0]]}? " if close else ""
-
 
 #: the plan architectures whose ``arch_kwargs`` our architectures understand
 SUPPORTED_PLAN_ARCHITECTURES = (
@@ -78,18 +65,24 @@ class AttentionTrainerBase(nnUNetTrainer):
     ``__init__(plans, configuration, fold, dataset_json, device)`` is inherited unchanged.
     """
 
-    architecture_class: ClassVar[type[nn.Module] | None] = None
+    architecture_class: ClassVar[type[PlannedNetwork] | None] = None
     architecture_kwargs: ClassVar[dict[str, Any]] = {}
-    #: whether the network gives nnU-Net's multi-resolution deep-supervision outputs; a trainer that sets
-    #: False switches nnU-Net's deep supervision off and supervises its network its own way
+    #: whether the network gives nnU-Net's multi-resolution deep-supervision outputs: the architecture's own
+    #: declaration (:attr:`PlannedNetwork.supports_deep_supervision`), copied when a subclass names its
+    #: ``architecture_class``; where False, nnU-Net's deep supervision is switched off and the network is supervised
+    #: its own way
     supports_deep_supervision: ClassVar[bool] = True
 
-    def initialize(self) -> None:
-        """nnU-Net's ``initialize``; for networks without deep supervision it is switched off before the network,
-        the loss and the data loaders' targets are set up from it."""
-        if not self.supports_deep_supervision:
-            self.enable_deep_supervision = False
-        super().initialize()
+    @property
+    def enable_deep_supervision(self) -> bool:
+        """nnU-Net's switch, off whatever is set for networks without deep supervision: the network, the loss and
+        the data loaders' targets are all set up from it (nnU-Net's ``__init__`` sets it True; nnU-Net's
+        ``__init__`` signature stays the trainer's)."""
+        return self._deep_supervision_requested and self.supports_deep_supervision
+
+    @enable_deep_supervision.setter
+    def enable_deep_supervision(self, enabled: bool) -> None:
+        self._deep_supervision_requested = enabled
 
     def set_deep_supervision_enabled(self, enabled: bool) -> None:
         """nnU-Net's toggle (it switches deep supervision off around its final validation); nothing to toggle for
@@ -99,6 +92,8 @@ class AttentionTrainerBase(nnUNetTrainer):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if cls.architecture_class is not None:
+            cls.supports_deep_supervision = cls.architecture_class.supports_deep_supervision
         # Only the package's own trainers; user subclasses (e.g. short schedules) stay out of the registry.
         if cls.architecture_class is not None and cls.__module__.startswith("nnunet_attention.trainers"):
             TRAINERS[cls.__name__] = cls

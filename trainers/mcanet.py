@@ -11,4 +11,3 @@ class nnUNetTrainerMCANet(AttentionTrainerBase):
     nnU-Net's SGD and schedule."""
 
     architecture_class = MCANet
-    supports_deep_supervision = False

@@ -16,10 +16,8 @@ class MSGALoss(nn.Module):
     for training outputs (the paper's sum); ``seg(logits, target)`` for the one tensor of evaluation mode.
 
     ``seg`` is nnU-Net's Dice+CE for the dataset (built by nnU-Net, deep supervision off). Nothing is detached,
-    as in the authors' code. Not divided by the 8 heads: an earlier version did, to give nnU-Net's SGD the scale of
-    one Dice+CE term, and it made every step 8 times smaller: through ``nnunet-attention demo`` (synthetic 2d,
-    3 epochs x 15 iterations, CPU) held-out mean Dice 0.34 and 0.26 with the division, 0.87 and 0.87 without
-    (2 runs each; nnU-Net's plain U-Net reaches about 0.93 there).
+    as in the authors' code. The sum over the 8 heads is not divided by their number (the paper's sum): divided,
+    every step of nnU-Net's SGD would be 8 times smaller.
     """
 
     def __init__(self, segmentation_loss: nn.Module, semantic_weight: float = 0.25,
@@ -49,13 +47,12 @@ class MSGALoss(nn.Module):
 class nnUNetTrainerMSGA(AttentionTrainerBase):
     """Planned encoder + multi-scale self-guided attention; nnU-Net's SGD, schedule and augmentation.
 
-    Deep supervision is switched off explicitly: the network has no multi-resolution outputs, its eight heads
-    are all supervised at full resolution by :class:`MSGALoss` (nnU-Net's data loader then hands over the
-    full-resolution target only).
+    nnU-Net's deep supervision is off (``MSGANet.supports_deep_supervision`` is False): the network has no
+    multi-resolution outputs, its eight heads are all supervised at full resolution by :class:`MSGALoss`
+    (nnU-Net's data loader then hands over the full-resolution target only).
     """
 
     architecture_class = MSGANet
-    supports_deep_supervision = False
 
     def _build_loss(self) -> nn.Module:
         return MSGALoss(super()._build_loss())

@@ -4,8 +4,8 @@ Blocks pass each map they want to expose through an :class:`AttentionProbe` (an 
 collected by forward hooks only while :func:`capture_attention_maps` is active, so training, inference
 and ``torch.compile`` see a plain identity and the state dict is unchanged. Each probe documents its map
 and says how it becomes one spatial map for export (:meth:`AttentionProbe.summarize`) and the range of
-that map's values. The architecture that places a block names its probes by what and where they are
-(:func:`name_attention_maps`, e.g. ``gate_level2``): the names of the exported maps.
+that map's values. The architecture that places a block names its probes by what and where they are, always
+through :func:`name_attention_maps` (e.g. ``gate_level2_0``, ``mca_axis1``): the names of the exported maps.
 """
 
 from __future__ import annotations
@@ -94,17 +94,13 @@ def attention_probes(network: nn.Module) -> dict[str, AttentionProbe]:
 
 
 def name_attention_maps(module: nn.Module, name: str, index_label: str = "") -> None:
-    """Name the probes inside ``module`` (a block an architecture places): ``name`` if it holds one probe,
-    else ``f"{name}_{index_label}{i}"`` for its ``i``-th probe in module order (e.g. ``lgg_sa_encoder_level3`` with
-    ``index_label="block"``: ``lgg_sa_encoder_level3_block0``, ``..._block1``). A ValueError if it holds none."""
+    """Name the probes inside ``module`` (a block an architecture places, or one probe): ``name`` if it holds one
+    probe, else ``f"{name}_{index_label}{i}"`` for its ``i``-th probe in module order (e.g. ``lgg_sa_encoder_level3``
+    with ``index_label="block"``: ``lgg_sa_encoder_level3_block0``, ``..._block1``). A ValueError if it holds none.
+    Names say what the map is and where: the encoder level ``L`` whose grid it lies on (``..._level{L}``), or the
+    spatial axis (``..._axis{a}``)."""
     probes = [m for m in module.modules() if isinstance(m, AttentionProbe)]
     if not probes:
         raise ValueError(f"{type(module).__name__} holds no AttentionProbe to name {name!r}")
     for index, probe in enumerate(probes):
         probe.map_name = name if len(probes) == 1 else f"{name}_{index_label}{index}"
-
-
-def attention_probe_descriptions(network: nn.Module) -> dict[str, str]:
-    """Which maps ``network`` exposes: map name -> description."""
-    return {probe.map_name: probe.description for probe in attention_probes(network).values()}
-

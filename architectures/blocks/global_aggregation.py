@@ -23,8 +23,14 @@ from .attention_probe import NON_NEGATIVE, AttentionProbe
 
 def upsampling_transpconv(conv_op: type[nn.Module], in_channels: int, out_channels: int, stride: Sequence[int],
                           bias: bool) -> nn.Module:
-    """The official ``Deconv3D(kernel 3, stride 2, 'same')`` for a per-axis ``stride`` of 1 or 2 (nnU-Net's
-    planner writes no other): ``(B, in, *S)`` -> ``(B, out, *S * stride)``."""
+    """A transposed 3x3 conv for a per-axis ``stride`` of 1 or 2 (nnU-Net's planner writes no other), the
+    kernel and stride of the official ``Deconv3D(kernel 3, stride 2, 'same')``: ``(B, in, *S)`` ->
+    ``(B, out, *S * stride)``.
+
+    Aligned as PyTorch aligns it (``padding=1, output_padding=stride - 1``), not as TensorFlow's 'same': along an
+    axis of stride 2 input voxel ``i``'s centre tap lands on output voxel ``2i`` here and on ``2i + 1`` in the
+    official code, so the output is TensorFlow's shifted by one fine voxel (same weights; no shift on axes of
+    stride 1)."""
     if any(s not in (1, 2) for s in stride):
         raise ValueError(f"the up-sampling block takes strides of 1 or 2 per axis, got {list(stride)}")
     return get_matching_convtransp(conv_op)(in_channels, out_channels, 3, tuple(stride), padding=1,

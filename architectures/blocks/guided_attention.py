@@ -6,7 +6,8 @@
 - :class:`DualAttention`: conv-norm-nonlin from the step input (2C) to C, PAM or CAM, conv-norm-nonlin.
 - :class:`SemanticAutoencoder`: the semantic-guidance autoencoder (two encoder blocks of two convs and a
   max-pool, two decoder blocks of two convs and a transposed conv; channels 2C -> 4C -> 8C -> 4C -> 2C,
-  no skip connections); it returns its latent code and its reconstruction of the input.
+  no skip connections); it returns its latent code and its reconstruction of the input. Its pooling strides
+  adapt per axis and only its final reconstruction is resized (see the class).
 """
 
 from __future__ import annotations
@@ -92,10 +93,14 @@ class SemanticAutoencoder(nn.Module):
         plan: the :class:`~..plan.UNetPlan` whose conv, norm and nonlinearity every conv block uses.
         channels: C, the step input's channels.
         kernel_size: of every conv.
-        pool_strides: the two max-pool strides (per axis; 1 where an axis is too short, see
-            :func:`halving_strides`). The
-            transposed convs undo them; a reconstruction whose size differs (odd sizes) is resized
-            linearly to the input, as in the authors' code.
+        pool_strides: the two max-pool strides, per axis (see :func:`halving_strides`); the transposed convs
+            undo them.
+
+    Two departures from the authors' ``semanticModule`` (2D, ``MaxPool2d(2)`` along both axes), both for nnU-Net's
+    anisotropic and odd-sized grids: the pooling strides adapt per axis (1 where an axis is shorter than 4, so no
+    axis pools below 2 voxels), and only the final reconstruction is resized (linearly) to the input's size where
+    odd sizes made it differ; the authors resize the decoder's intermediate map to the first encoder block's size
+    and return the reconstruction unresized.
     """
 
     def __init__(self, plan, channels: int, kernel_size: Sequence[int], pool_strides: Sequence[Sequence[int]]):

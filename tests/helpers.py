@@ -1,0 +1,264 @@
+"""What the tests share: plans shaped like nnU-Net's planner output, the networks and trainers built on them at
+the CPU test width, the attention blocks of the fp16 tests, and the CPU kernels of the bf16 autocast tests.
+
+Only this module (with the slow references of :mod:`paper_references` and :mod:`mt_unet_reference`, and the
+fingerprints of :mod:`fingerprints`) is imported by test modules; no test module imports another.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from dynamic_network_architectures.building_blocks.helper import convert_dim_to_conv_op, get_matching_instancenorm
+from dynamic_network_architectures.building_blocks.residual import BasicBlockD
+from nnunet_attention.architectures import UNetPlan
+from nnunet_attention.architectures.blocks.cross_axis_attention import MultiScaleCrossAxisAttention
+from nnunet_attention.architectures.blocks.external_attention import ExternalAttention
+from nnunet_attention.architectures.blocks.gaussian_axial_attention import GaussianAxialAttention
+from nnunet_attention.architectures.blocks.global_aggregation import GlobalAggregation
+from nnunet_attention.architectures.blocks.guided_attention import ChannelAttention, PositionAttention
+from nnunet_attention.architectures.blocks.local_global_attention import LocalGlobalGaussianAttention
+from nnunet_attention.architectures.msga import MSGAOutputs
+from nnunet_attention.trainers import TRAINERS
+from nnunet_attention.trainers.msga import MSGALoss
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+from torch import nn
+
+# ---- plans ----------------------------------------------------------------------------------------------------
+
+PATCH_MULTIPLIERS = {2: (3, 5), 3: (1, 1, 3)}
+
+
+def make_plan(spatial_dims: int, n_stages: int, anisotropic: bool, residual: bool = False, max_features: int = 32):
+    """Return ``(arch_kwargs, patch_size)`` for a U-Net plan with small features.
+
+    Isotropic plans downsample every axis by 2 per stage (3D: the first axis at most 4 times, as nnU-Net
+    stops when an axis gets small). Anisotropic plans start with ``[1, 2, 2]`` strides and kernels
+    ``[1, 3, 3]`` on the first axis until the in-plane resolution has caught up. The patch is the total
+    stride times ``PATCH_MULTIPLIERS``, so it is not a power of two and the smallest stage is 1-5 voxels.
+    """
+    max_downsamples = [n_stages - 1] * spatial_dims
+    if spatial_dims == 3:
+        max_downsamples[0] = min(n_stages - 1, 4)
+    strides, counts = [[1] * spatial_dims], [0] * spatial_dims
+    for stage in range(1, n_stages):
+        stride = []
+        for axis in range(spatial_dims):
+            lagging = anisotropic and axis == 0 and stage <= 2
+            stride.append(2 if counts[axis] < max_downsamples[axis] and not lagging else 1)
+            counts[axis] += stride[-1] == 2
+        strides.append(stride)
+    # Anisotropic plans convolve in-plane only until the first axis' spacing has caught up (stages 0-1).
+    kernels = [
+        [1 if anisotropic and axis == 0 and stage < 2 else 3 for axis in range(spatial_dims)]
+        for stage in range(n_stages)
+    ]
+    cumulative = [math.prod(stride[axis] for stride in strides) for axis in range(spatial_dims)]
+    patch = [c * m for c, m in zip(cumulative, PATCH_MULTIPLIERS[spatial_dims])]
+    return plan_from_layout(strides, kernels, residual, max_features), patch
+
+
+def plan_from_layout(strides: list, kernels: list, residual: bool = False, max_features: int = 32) -> dict:
+    """``arch_kwargs`` of a U-Net plan with these per-stage strides and kernels (one entry per stage), 4 base
+    features doubling per stage up to ``max_features``, written as nnU-Net's planner writes them."""
+    n_stages, spatial_dims = len(strides), len(strides[0])
+    kwargs = dict(
+        n_stages=n_stages,
+        features_per_stage=[min(4 * 2**s, max_features) for s in range(n_stages)],
+        conv_op=convert_dim_to_conv_op(spatial_dims),
+        kernel_sizes=kernels,
+        strides=strides,
+        n_conv_per_stage_decoder=[1] * (n_stages - 1),
+        conv_bias=True,
+        norm_op=get_matching_instancenorm(dimension=spatial_dims),
+        norm_op_kwargs={"eps": 1e-5, "affine": True},
+        dropout_op=None,
+        dropout_op_kwargs=None,
+        nonlin=nn.LeakyReLU,
+        nonlin_kwargs={"inplace": True},
+    )
+    if residual:
+        kwargs.update(n_blocks_per_stage=[1] + [2] * (n_stages - 1), block=BasicBlockD)
+    else:
+        kwargs["n_conv_per_stage"] = [2] * n_stages
+    return kwargs
+
+
+#: (spatial_dims, n_stages, anisotropic) covering 2D/3D, isotropic/[1,2,2] strides and 4-7 stages
+PLAN_MATRIX = [
+    (dims, stages, aniso)
+    for dims in (2, 3)
+    for aniso in (False, True)
+    for stages in (4, 5, 6, 7)
+    if not (dims == 2 and aniso)
+] + [(2, 5, True)]
+
+
+#: lighter settings for the CPU test runs, per trainer, where the default network is too slow to run many
+#: times on 2 cores: MSGA runs ~130 convolutions per step on the attention grid (an autoencoder at 2-8 x 64
+#: channels and two attention branches per scale and step), seconds per step even on the demo's small 2d
+#: plan. The default (64 channels, 4 scales) is exercised in test_msga.py and the benchmark.
+NARROW_ARCHITECTURE_KWARGS = {"nnUNetTrainerMSGA": {"attention_channels": 8, "n_scales": 2}}
+
+
+# ---- networks -------------------------------------------------------------------------------------------------
+
+NUM_CLASSES = 3
+INPUT_CHANNELS = 2
+ARCHITECTURES = {name: trainer.architecture_class for name, trainer in TRAINERS.items()}
+
+
+def build(name, kwargs, patch, deep_supervision, nnunet_init=True, seed=0, num_classes=NUM_CLASSES):
+    torch.manual_seed(seed)
+    deep_supervision = deep_supervision and TRAINERS[name].supports_deep_supervision
+    network = ARCHITECTURES[name](UNetPlan.from_arch_kwargs(kwargs, patch), INPUT_CHANNELS, num_classes,
+                                  deep_supervision, **NARROW_ARCHITECTURE_KWARGS.get(name, {}))
+    if nnunet_init:
+        network.apply(network.initialize)
+    return network
+
+
+def disable_dropout(network: torch.nn.Module) -> torch.nn.Module:
+    """Dropout layers and attention dropout off, in training mode too: for comparisons of two forward passes
+    that must compute the same function (their random masks would differ)."""
+    for module in network.modules():
+        if isinstance(module, torch.nn.modules.dropout._DropoutNd):
+            module.p = 0.0
+        if hasattr(module, "attention_dropout"):
+            module.attention_dropout = 0.0
+    return network
+
+
+def open_zero_initialised_gates(network: torch.nn.Module) -> None:
+    """DANet gammas start at 0 (the modules start as the identity), which zeroes the gradients behind them in the
+    first step by design; give them values so every path carries signal."""
+    for module in network.modules():
+        if isinstance(module, PositionAttention | ChannelAttention):
+            torch.nn.init.constant_(module.gamma, 0.1)
+
+
+
+def output_tensors(outputs) -> list[torch.Tensor]:
+    """Every tensor a network returns in training mode: a deep-supervision list, or nested tuples."""
+    if isinstance(outputs, torch.Tensor):
+        return [outputs]
+    return [tensor for item in outputs for tensor in output_tensors(item)]
+
+
+def training_loss(outputs, target: torch.Tensor) -> torch.Tensor:
+    """CE of each deep-supervision output (or of the one output) against the nearest-resized target; for MSGA its
+    trainer's loss."""
+    def cross_entropy(logits: torch.Tensor) -> torch.Tensor:
+        resized = F.interpolate(target[:, None].float(), size=logits.shape[2:])[:, 0].long()
+        return F.cross_entropy(logits.float(), resized)
+
+    if isinstance(outputs, MSGAOutputs):
+        return MSGALoss(lambda logits, _target: cross_entropy(logits))(outputs, target)
+    if isinstance(outputs, torch.Tensor):
+        return cross_entropy(outputs)
+    return sum(cross_entropy(logits) for logits in outputs)
+
+
+# ---- trainers -------------------------------------------------------------------------------------------------
+
+def harness_trainer_class(trainer_class: type[nnUNetTrainer]) -> type[nnUNetTrainer]:
+    """``trainer_class`` at the CPU test width (see NARROW_ARCHITECTURE_KWARGS), under its own name."""
+    narrow = NARROW_ARCHITECTURE_KWARGS.get(trainer_class.__name__)
+    if not narrow:
+        return trainer_class
+    attributes = {"architecture_kwargs": {**trainer_class.architecture_kwargs, **narrow}, "__module__": __name__}
+    return type(trainer_class.__name__, (trainer_class,), attributes)
+
+
+def make_trainer(trainer_class: type[nnUNetTrainer], plans: dict, dataset_json: dict, root: Path, monkeypatch,
+                 initialize: bool = True, configuration: str | None = None, device: str = "cpu") -> nnUNetTrainer:
+    """``trainer_class(plans, configuration, fold 0, dataset_json, device)`` with nnU-Net's folders under ``root``;
+    initialized (network, loss, optimizer) unless ``initialize`` is False. ``configuration``: by default the plans'
+    first."""
+    for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.setenv(variable, str(root / variable))
+    trainer = construct_trainer(trainer_class, plans, dataset_json, root, configuration, device)
+    if initialize:
+        trainer.initialize()
+    return trainer
+
+
+def construct_trainer(trainer_class: type[nnUNetTrainer], plans: dict, dataset_json: dict, root: Path,
+                      configuration: str | None = None, device: str = "cpu") -> nnUNetTrainer:
+    """``trainer_class(plans, configuration, fold 0, dataset_json, device)``, not initialized, with a preprocessed
+    folder under ``root`` for nnU-Net's ``initialize()`` to find its dataset class in."""
+    configuration = configuration or next(iter(plans["configurations"]))
+    data_identifier = PlansManager(plans).get_configuration(configuration).data_identifier
+    data_folder = root / "nnUNet_preprocessed" / plans["dataset_name"] / data_identifier
+    data_folder.mkdir(parents=True, exist_ok=True)
+    (data_folder / "case.b2nd").touch()  # nnU-Net picks its dataset class from the preprocessed files' ending
+    return trainer_class({**copy.deepcopy(plans), "continue_training": False}, configuration, 0, dataset_json,
+                         torch.device(device))
+
+
+# ---- attention blocks under fp16 ------------------------------------------------------------------------------
+
+MAGNITUDE = 300.0
+#: id -> (block factory, input shape)
+BLOCKS = {
+    # the same block: the up-sampling one shares its attention; only its query is a transposed conv, whose fp16
+    # weight gradient overflows at inputs of 300 whatever the softmax (a conv matter, which nnU-Net's GradScaler
+    # handles; in the network the block's input is normalised)
+    "global aggregation 3d": (lambda: GlobalAggregation(nn.Conv3d, 16, 8, 2), (2, 16, 4, 6, 6)),
+    "position attention 2d": (lambda: PositionAttention(nn.Conv2d, 16), (2, 16, 8, 8)),
+    "channel attention 3d": (ChannelAttention, (2, 16, 4, 6, 6)),
+    "cross-axis attention 3d": (lambda: MultiScaleCrossAxisAttention(nn.Conv3d, 16, 2), (2, 16, 4, 6, 6)),
+    "gaussian axial attention 2d": (lambda: GaussianAxialAttention(16), (2, 8, 8, 16)),
+    "local-global attention 2d": (lambda: LocalGlobalGaussianAttention(16, (4, 4), 2), (2, 8, 8, 16)),
+    "external attention": (lambda: ExternalAttention(16, 2), (2, 64, 16)),
+}
+
+
+#: largest error of an fp16 autocast run against float64, relative to the largest magnitude of the compared tensor
+#: (fp16's unit roundoff is 4.9e-4; measured at most 2.1e-3 over these blocks)
+FP16_TOLERANCE = 1e-2
+
+
+def block_and_half_input(block_id: str, magnitude: float):
+    """The block (seeded, zero-initialised gates opened, dropout off) and an fp16 input of that magnitude."""
+    factory, shape = BLOCKS[block_id]
+    torch.manual_seed(0)
+    block = disable_dropout(factory())
+    open_zero_initialised_gates(block)
+    return block, (magnitude * torch.randn(shape)).half()
+
+
+def largest_relative_error(actual: torch.Tensor, expected: torch.Tensor, scale: float | None = None) -> float:
+    scale = float(expected.abs().max()) if scale is None else scale
+    return float((actual.double() - expected).abs().max()) / scale
+
+
+# ---- bf16 autocast on the CPU ---------------------------------------------------------------------------------
+#Convolution kernels for the bf16 autocast tests on the CPU.
+#
+#oneDNN's bf16 ``Conv3d`` weight gradient is wrong on some CPUs with native bf16 instructions (seen on an AMD
+#EPYC with ``avx512_bf16``, torch 2.14.1): for a plain ``nn.Conv3d(8, 16, 3, padding=1)`` on an input of
+#shape ``(2, 8, 2, 4, 12)`` it returns inf or values orders of magnitude off PyTorch's own kernel, different
+#from call to call, with no code of this package involved. nnU-Net autocasts only on CUDA, so no training run
+#goes through that kernel; the AMP tests check the networks' numerics, so their bf16 steps run on PyTorch's
+#native convolution kernels (:func:`bf16_safe_kernels`), whose gradient ``test_architecture_contract`` checks
+#against float64.
+
+@contextmanager
+def bf16_safe_kernels(dtype: torch.dtype) -> Iterator[None]:
+    """Context for a CPU forward and backward under autocast to ``dtype``: oneDNN off for bf16 (see the module
+    docstring), unchanged for fp16. Enclose the backward too: the backward picks its kernel when it runs."""
+    enabled = torch.backends.mkldnn.enabled
+    if dtype == torch.bfloat16:
+        torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = enabled
