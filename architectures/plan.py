@@ -23,6 +23,8 @@ from dynamic_network_architectures.building_blocks.simple_conv_blocks import Sta
 from dynamic_network_architectures.initialization.weight_init import InitWeights_He, init_last_bn_before_add_to_0
 from torch import nn
 
+from ..errors import UsageError
+
 #: keys every nnU-Net U-Net plan has, plain or ResEnc
 COMMON_PLAN_KEYS = frozenset(
     {"n_stages", "features_per_stage", "conv_op", "kernel_sizes", "strides", "n_conv_per_stage_decoder"}
@@ -34,6 +36,11 @@ OPTIONAL_PLAN_KEYS = frozenset(
 #: keys only ResidualEncoderUNet plans carry
 RESIDUAL_ONLY_KEYS = frozenset({"block", "bottleneck_channels", "stem_channels"})
 ENCODER_DEPTH_KEYS = ("n_conv_per_stage", "n_blocks_per_stage")
+
+
+class PlanError(UsageError):
+    """A plan (an ``nnUNetPlans.json`` configuration) that the networks cannot be built on; the message names the
+    plan value and the fix. A user's mistake (a hand-edited plan), not a bug."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,7 +108,7 @@ class UNetPlan:
             residual_options={k: arch_kwargs[k] for k in RESIDUAL_ONLY_KEYS if k in arch_kwargs} if residual else None,
         )
         if len(plan.patch_size) != plan.spatial_dims:
-            raise ValueError(f"patch_size {list(patch_size)} has {len(plan.patch_size)} axes but the plan's conv_op "
+            raise PlanError(f"patch_size {list(patch_size)} has {len(plan.patch_size)} axes but the plan's conv_op "
                              f"{conv_op.__name__} has {plan.spatial_dims}")
         _check_patch_fits(plan)
         return plan
@@ -206,7 +213,7 @@ class UNetPlan:
 def _per_stage(value: Any, count: int, name: str) -> list:
     values = list(value) if isinstance(value, (list, tuple)) else [value] * count
     if len(values) != count:
-        raise ValueError(f"plan value '{name}' has {len(values)} entries but needs {count} (one per stage)")
+        raise PlanError(f"plan value '{name}' has {len(values)} entries but needs {count} (one per stage)")
     return values
 
 
@@ -239,7 +246,7 @@ def _check_patch_fits(plan: UNetPlan) -> None:
     misfit = [axis for axis, (p, s) in enumerate(zip(patch, total_stride)) if p % s]
     if misfit:
         fitted = [max(s, round(p / s) * s) for p, s in zip(patch, total_stride)]
-        raise ValueError(
+        raise PlanError(
             f"the plan's patch_size {list(patch)} is not divisible by the total stride {total_stride} of its "
             f"strides along axis {misfit}; every patch axis must be a multiple of its total stride (nnU-Net's "
             f"planner makes it so): set patch_size to e.g. {fitted} in nnUNetPlans.json or plan again with "
@@ -248,7 +255,7 @@ def _check_patch_fits(plan: UNetPlan) -> None:
     instance_norm = isinstance(plan.norm_op, type) and issubclass(plan.norm_op, nn.modules.instancenorm._InstanceNorm)
     deepest = plan.grids[-1]
     if instance_norm and math.prod(deepest) == 1:
-        raise ValueError(
+        raise PlanError(
             f"with patch_size {list(patch)} and strides {[list(s) for s in plan.strides]} the plan's deepest "
             f"stage is a single voxel {list(deepest)}, which instance normalisation cannot normalise; enlarge "
             f"patch_size or drop the last stage (n_stages and the last entry of each per-stage list) in "

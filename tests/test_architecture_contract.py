@@ -59,26 +59,6 @@ def test_networks_without_deep_supervision_give_one_full_resolution_output(name,
     assert list(output.shape) == [2, NUM_CLASSES, *patch]
 
 
-@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
-@pytest.mark.parametrize("spatial_dims,n_stages,anisotropic", PLAN_MATRIX)
-def test_attention_map_summaries_are_spatial_and_in_their_declared_range(name, spatial_dims, n_stages, anisotropic):
-    """What ``nnunet-attention attention-maps`` exports: every probe fires in one inference forward pass and
-    summarises to ``(B, 1, *grid)`` with values inside the range the probe documents."""
-    kwargs, patch = make_plan(spatial_dims, n_stages, anisotropic)
-    network = build(name, kwargs, patch, deep_supervision=False).eval()
-    open_zero_initialised_gates(network)
-    probes = attention_probes(network)
-    assert probes, f"{name} exposes no attention map"
-    with torch.no_grad(), capture_attention_maps(network) as maps:
-        network(10 * torch.randn(2, INPUT_CHANNELS, *patch))
-    assert sorted(maps) == sorted(probes)
-    for probe_name, probe in probes.items():
-        summary = probe.summarize(maps[probe_name])
-        assert summary.shape[:2] == (2, 1) and summary.ndim == 2 + spatial_dims, probe_name
-        low, high = probe.value_range
-        assert torch.isfinite(summary).all() and low <= summary.min() and summary.max() <= high, probe_name
-
-
 #: map names on the 5-stage plans (levels 0-4): what each map is and the encoder level it sits at
 MAP_NAMES_AT_FIVE_STAGES = {
     "nnUNetTrainerAttentionUNet": [f"gate_level{level}_{gate}" for level in (3, 2, 1) for gate in (0, 1)],
@@ -104,19 +84,30 @@ def test_map_names_say_what_each_map_is_and_where():
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
 @pytest.mark.parametrize("spatial_dims,n_stages,anisotropic", PLAN_MATRIX)
-def test_every_map_is_named_uniquely_by_the_level_whose_grid_it_is_on(name, spatial_dims, n_stages, anisotropic):
+def test_every_map_is_named_on_its_levels_grid_and_summarised_in_its_declared_range(name, spatial_dims, n_stages,
+                                                                                     anisotropic):
+    """What ``nnunet-attention attention-maps`` exports: every probe has a unique file-safe name, fires in one
+    inference forward pass on the grid of the level its name gives, and summarises to ``(B, 1, *grid)`` with values
+    inside the range the probe documents."""
     kwargs, patch = make_plan(spatial_dims, n_stages, anisotropic)
     network = build(name, kwargs, patch, deep_supervision=False).eval()
+    open_zero_initialised_gates(network)
     probes = attention_probes(network)
+    assert probes, f"{name} exposes no attention map"
     map_names = [probe.map_name for probe in probes.values()]
     assert all(map_name and re.fullmatch(r"[a-z0-9_]+", map_name) for map_name in map_names), map_names
     assert len(set(map_names)) == len(map_names), map_names
     with torch.no_grad(), capture_attention_maps(network) as maps:
-        network(torch.randn(1, INPUT_CHANNELS, *patch))
+        network(10 * torch.randn(2, INPUT_CHANNELS, *patch))
+    assert sorted(maps) == sorted(probes)
     for path, probe in probes.items():
         level = MAP_ON_ITS_LEVEL.match(probe.map_name)
         if level:
             assert tuple(maps[path].shape[2:]) == network.plan.grids[int(level.group(2))], probe.map_name
+        summary = probe.summarize(maps[path])
+        assert summary.shape[:2] == (2, 1) and summary.ndim == 2 + spatial_dims, path
+        low, high = probe.value_range
+        assert torch.isfinite(summary).all() and low <= summary.min() and summary.max() <= high, path
 
 
 @pytest.mark.parametrize("name", DEEP_SUPERVISED)

@@ -13,7 +13,7 @@ import os
 import pydoc
 from typing import Any, ClassVar
 
-from nnunet_attention.architectures.plan import UNetPlan
+from nnunet_attention.architectures.plan import PlanError, UNetPlan
 from nnunet_attention.architectures.planned_network import PlannedNetwork
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
@@ -41,7 +41,7 @@ def plan_from_configuration(configuration_manager: ConfigurationManager) -> UNet
     """
     planned = configuration_manager.network_arch_class_name
     if planned not in SUPPORTED_PLAN_ARCHITECTURES:
-        raise ValueError(
+        raise PlanError(
             f"this configuration of the plan names the architecture {planned}; attention trainers build on "
             f"U-Net plans ({', '.join(SUPPORTED_PLAN_ARCHITECTURES)}). "
             f"Use nnUNetPlans or one of the nnUNetResEncUNet*Plans (-p)."
@@ -51,7 +51,7 @@ def plan_from_configuration(configuration_manager: ConfigurationManager) -> UNet
         if kwargs.get(key) is not None:
             located = pydoc.locate(kwargs[key])
             if located is None:
-                raise ValueError(f"the plan's arch_kwargs['{key}'] = {kwargs[key]!r} cannot be imported")
+                raise PlanError(f"the plan's arch_kwargs['{key}'] = {kwargs[key]!r} cannot be imported")
             kwargs[key] = located
     return UNetPlan.from_arch_kwargs(kwargs, configuration_manager.patch_size)
 
