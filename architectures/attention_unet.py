@@ -37,6 +37,22 @@ class GatingSignalGate(nn.Module):
     def forward(self, skip: torch.Tensor, bottleneck: torch.Tensor) -> torch.Tensor:
         return self.gate(skip, self.gating_signal(bottleneck))
 
+    def without_attention(self) -> GatingSignalDropped:
+        """The removal control's block: the gating signal fed only the gates, so it goes with them."""
+        return GatingSignalDropped(self.gate)
+
+
+class GatingSignalDropped(nn.Module):
+    """The deepest skip's gate in the removal control: ``gate`` (whose gates no longer read a gating signal) on the
+    skip, without the gating-signal projection."""
+
+    def __init__(self, gate: nn.Module):
+        super().__init__()
+        self.gate = gate
+
+    def forward(self, skip: torch.Tensor, bottleneck: torch.Tensor) -> torch.Tensor:
+        return self.gate(skip, bottleneck)
+
 
 class AttentionUNet(PlannedNetwork):
     """nnU-Net's planned U-Net with attention-gated skips (see the module docstring).

@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .attention_removal import ResidualAttention
 from .blocks.attention_probe import name_attention_maps
 from .blocks.global_aggregation import GlobalAggregation, upsampling_transpconv
 from .decoder import HookedUNetDecoder
@@ -32,7 +33,7 @@ from .plan import UNetPlan
 from .planned_network import PlannedNetwork
 
 
-class BottomBlock(nn.Module):
+class BottomBlock(ResidualAttention):
     """``x + GA(nonlin(norm(x)))`` with a *same* global aggregation block: ``(B, C, *S)`` -> same. ``x`` is the
     encoder's output, which nnU-Net's stage has already normalised and activated (see the module docstring)."""
 
@@ -44,6 +45,20 @@ class BottomBlock(nn.Module):
 
     def forward(self, bottleneck: torch.Tensor) -> torch.Tensor:
         return bottleneck + self.aggregation(self.norm_nonlin(bottleneck))
+
+
+
+class ShortcutUpsampling(nn.Module):
+    """:class:`UpAggregation` without its attention path: ``transpconv(nonlin(norm(x)))``, the block's own
+    ``norm_nonlin`` and ``shortcut``. Shapes as :class:`UpAggregation`."""
+
+    def __init__(self, norm_nonlin: nn.Module, shortcut: nn.Module):
+        super().__init__()
+        self.norm_nonlin = norm_nonlin
+        self.shortcut = shortcut
+
+    def forward(self, below: torch.Tensor) -> torch.Tensor:
+        return self.shortcut(self.norm_nonlin(below))
 
 
 class UpAggregation(nn.Module):
@@ -61,6 +76,10 @@ class UpAggregation(nn.Module):
     def forward(self, below: torch.Tensor) -> torch.Tensor:
         activated = self.norm_nonlin(below)
         return self.aggregation(activated) + self.shortcut(activated)
+
+    def without_attention(self) -> ShortcutUpsampling:
+        """The removal control's block: the up-sampling shortcut alone (only the attention path goes)."""
+        return ShortcutUpsampling(self.norm_nonlin, self.shortcut)
 
 
 class NonLocalUNet(PlannedNetwork):

@@ -52,6 +52,7 @@ from .attention_map_files import CaseMaps, write_case_maps
 from .errors import UsageError
 from .nnunet_commands import nnunet_chatter_hidden
 from .nnunet_layout import fold_folder, model_folder_parts
+from .registry import controlled_trainer
 from .schedules import with_ext_trainer_folder
 
 
@@ -232,7 +233,12 @@ class AttentionMapPredictor(nnUNetPredictor):
 
 def check_model_folder(model_folder: Path, folds: Sequence[int | str], checkpoint_name: str) -> None:
     """A UsageError naming what is missing unless ``model_folder`` is a trained nnU-Net model folder with these
-    folds' checkpoints."""
+    folds' checkpoints, or saying why a removal control's model has no maps."""
+    trainer = model_folder_parts(model_folder)[0] if model_folder.name.count("__") == 2 else ""
+    attention_trainer = controlled_trainer(trainer)
+    if attention_trainer:
+        raise UsageError(f"{trainer} is the removal control of {attention_trainer}: its attention is removed, so it "
+                         f"has no attention maps. Export the maps of the {attention_trainer} model instead")
     missing = [name for name in ("dataset.json", "plans.json") if not (model_folder / name).is_file()]
     missing += [f"fold_{fold}/{checkpoint_name}" for fold in folds
                 if not (fold_folder(model_folder, fold) / checkpoint_name).is_file()]

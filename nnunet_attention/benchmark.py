@@ -43,7 +43,14 @@ from .memory_estimate import training_step_peak_bytes
 from .nnunet_commands import nnunet_chatter_hidden
 from .planned_configuration import PlannedConfiguration
 from .process_memory import peak_resident_mib, reset_peak_resident, resident_mib
-from .registry import REFERENCE_TRAINER, UnknownTrainerError, did_you_mean, display_name, our_trainers
+from .registry import (
+    REFERENCE_TRAINER,
+    UnknownTrainerError,
+    attention_trainers,
+    did_you_mean,
+    display_name,
+    our_trainers,
+)
 from .trainer_step import build_network, constructed_trainer, prepare_training_step
 
 WARM_UP_STEPS = 2
@@ -167,14 +174,15 @@ def progress(message: str) -> None:
 
 def trainers_to_measure(trainers: Sequence[str] | None = None) -> list[str]:
     """The reference (:data:`~nnunet_attention.registry.REFERENCE_TRAINER`), then the requested trainers of this
-    package (default: all, sorted); an :class:`~nnunet_attention.registry.UnknownTrainerError` for another name."""
+    package, removal controls included (default: every attention trainer, sorted); an
+    :class:`~nnunet_attention.registry.UnknownTrainerError` for another name."""
     ours = our_trainers()
     unknown = [name for name in trainers or () if name not in ours]
     if unknown:
         hints = "".join(f"{name!r}: {did_you_mean(name, ours)}" for name in unknown)
         raise UnknownTrainerError(f"the benchmark measures this package's trainers; unknown {hints}"
                                   f"registered: {', '.join(sorted(ours))}")
-    return [REFERENCE_TRAINER, *(trainers or sorted(ours))]
+    return [REFERENCE_TRAINER, *(trainers or sorted(attention_trainers()))]
 
 
 def batch_size_for(plan: PlannedConfiguration, device: str, batch_size: int | None) -> int:

@@ -219,6 +219,8 @@ def _run_train_grid(args: argparse.Namespace) -> int:
 
 
 def _add_compare_parser(subparsers) -> None:
+    from .compare_gallery import GALLERY_CASES
+
     flags = _grid_flags(default="auto", choices=DEVICE_CHOICES, aliases=["--cost-device"],
                         help="device of the --with-cost measurement (default: cuda if available)")
     parser = subparsers.add_parser(
@@ -238,23 +240,35 @@ def _add_compare_parser(subparsers) -> None:
     parser.add_argument("--boundary", nargs="?", type=float, const=1.0, default=None, metavar="TOLERANCE_MM",
                         help="add mean HD95 and normalized surface Dice at TOLERANCE_MM (default 1.0) per model, "
                         "computed per case with MONAI from the validation predictions (slow on large 3D sets)")
+    parser.add_argument("--controls", action="store_true",
+                        help="also read each attention trainer's removal control (<trainer>_NoAttention, for variants "
+                        "<trainer>_NoAttention_<variant>) and report the attention's contribution: the paired "
+                        "difference to the control with bootstrap CI and Wilcoxon test (controls.md)")
+    parser.add_argument("--cases", type=int, default=GALLERY_CASES, metavar="N",
+                        help="cases in the gallery: those where the models disagree most (default: %(default)s)")
 
 
 def _run_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .compare import markdown, run_compare
+    from .compare import markdown
+    from .compare_command import run_compare
     from .devices import resolve_device
     from .nnunet_layout import dataset_name, results_folder
 
+    if args.cases < 0:
+        raise UsageError(f"--cases must be 0 or more, got {args.cases}")
     comparison = run_compare(dataset_name(args.dataset_id), results_folder(),
                              args.configurations, args.trainers, args.plans, [str(f) for f in args.folds],
                              args.baseline, Path(args.output), resolve_device(args.device) if args.with_cost else None,
-                             boundary_tolerance_mm=args.boundary)
+                             boundary_tolerance_mm=args.boundary, controls=args.controls, gallery_cases=args.cases)
     for message in comparison.messages:
         print(f"nnunet-attention compare: note: {message}", file=sys.stderr)
     print(markdown(comparison.leaderboard))
-    print(f"[nnunet-attention compare] wrote leaderboard.md, .csv, .json and dice_per_case.png to {args.output}")
+    if not comparison.controls.empty:
+        print("\n" + markdown(comparison.controls))
+    print(f"[nnunet-attention compare] wrote the leaderboard, rank and significance pictures, the gallery and "
+          f"report.html to {args.output}")
     return 0
 
 

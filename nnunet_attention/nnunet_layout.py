@@ -68,6 +68,12 @@ def validation_summary(model: Path, fold: int | str) -> Path:
     return fold_folder(model, fold) / FINISHED_MARKER
 
 
+def raw_training_image(dataset: str, case: str, file_ending: str, channel: int = 0) -> Path | None:
+    """``nnUNet_raw/<dataset>/imagesTr/<case>_<channel:04d><file_ending>``; None where ``nnUNet_raw`` is not set."""
+    raw = os.environ.get("nnUNet_raw")
+    return Path(raw) / dataset / "imagesTr" / f"{case}_{channel:04d}{file_ending}" if raw else None
+
+
 def fold_state(model: Path, fold: int | str) -> str:
     """``"finished"`` (the validation summary exists), ``"interrupted"`` (a checkpoint without it: ``--c``
     continues, and reruns an interrupted validation) or ``"missing"``."""

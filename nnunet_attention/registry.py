@@ -30,11 +30,41 @@ class UnknownTrainerError(UsageError):
     """A trainer name that is neither ours, nor nnU-Net's, nor a variant named after one of them."""
 
 
-def our_trainers() -> dict[str, type]:
-    """Class name -> class of every trainer this package registers (:data:`nnunet_attention.trainers.TRAINERS`)."""
+#: what a removal control's name adds to its trainer's (``nnUNetTrainerX`` -> ``nnUNetTrainerX_NoAttention``)
+CONTROL_SUFFIX = "_NoAttention"
+
+
+def attention_trainers() -> dict[str, type]:
+    """Class name -> class of every attention trainer of this package (:data:`nnunet_attention.trainers.TRAINERS`)."""
     from nnunet_attention.trainers import TRAINERS
 
     return TRAINERS
+
+
+def our_trainers() -> dict[str, type]:
+    """Class name -> class of every trainer this package registers: the attention trainers and their removal
+    controls (:data:`nnunet_attention.trainers.CONTROLS`)."""
+    from nnunet_attention.trainers import CONTROLS, TRAINERS
+
+    return {**TRAINERS, **CONTROLS}
+
+
+def control_of(name: str) -> str | None:
+    """The removal control that pairs with trainer ``name``: ``nnUNetTrainerX_NoAttention`` for
+    ``nnUNetTrainerX``, and for a variant named after it the control's variant of the same name
+    (``nnUNetTrainerX_5epochs`` -> ``nnUNetTrainerX_NoAttention_5epochs``); None where ``name`` is not an attention
+    trainer or a variant of one (nnU-Net's U-Net, a control)."""
+    base = base_trainer(name)
+    if base not in attention_trainers():
+        return None
+    return f"{base}{CONTROL_SUFFIX}{name.removeprefix(base)}"
+
+
+def controlled_trainer(name: str) -> str | None:
+    """For a removal control or a variant of one, the attention trainer whose attention it removes; else None."""
+    base = base_trainer(name)
+    trainer = base.removesuffix(CONTROL_SUFFIX) if base and base.endswith(CONTROL_SUFFIX) else None
+    return trainer if trainer in attention_trainers() else None
 
 
 def known_trainer_names() -> list[str]:

@@ -170,7 +170,8 @@ def training_loss(outputs, target: torch.Tensor) -> torch.Tensor:
 
 def harness_trainer_class(trainer_class: type[nnUNetTrainer]) -> type[nnUNetTrainer]:
     """``trainer_class`` at the CPU test width (see NARROW_ARCHITECTURE_KWARGS), under its own name."""
-    narrow = NARROW_ARCHITECTURE_KWARGS.get(trainer_class.__name__)
+    name = getattr(trainer_class, "controlled_trainer", None) or trainer_class.__name__  # a control: its trainer's
+    narrow = NARROW_ARCHITECTURE_KWARGS.get(name)
     if not narrow:
         return trainer_class
     attributes = {"architecture_kwargs": {**trainer_class.architecture_kwargs, **narrow}, "__module__": __name__}

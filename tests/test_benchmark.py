@@ -44,6 +44,8 @@ def test_forward_flops_count_convolutions_and_attention_exactly():
 
 def test_every_registered_trainer_is_benchmarked_beside_the_reference():
     assert trainers_to_measure() == [REFERENCE_TRAINER, *sorted(TRAINERS)]
+    control = "nnUNetTrainerMTUNet_NoAttention"  # a removal control is measured where it is asked for
+    assert trainers_to_measure([control]) == [REFERENCE_TRAINER, control]
     with pytest.raises(ValueError, match="unknown 'nnUNetTrainerNope': registered: "):
         trainers_to_measure(["nnUNetTrainerNope"])
     with pytest.raises(ValueError, match="'nnUNetTrainerMcaNet': did you mean nnUNetTrainerMCANet\\? "):

@@ -66,6 +66,15 @@ def test_attention_maps_refuses_a_folder_that_is_not_a_trained_model(tmp_path, c
     assert not (tmp_path / "out").exists()
 
 
+def test_attention_maps_of_a_removal_control_say_it_has_none(tmp_path, capsys):
+    model = tmp_path / "nnUNetTrainerMTUNet_NoAttention_5epochs__nnUNetPlans__2d"
+    arguments = ["attention-maps", "-i", str(tmp_path), "-o", str(tmp_path / "out"), "-m", str(model), "-f", "0"]
+    assert main(arguments) == 2
+    assert ("nnUNetTrainerMTUNet_NoAttention_5epochs is the removal control of nnUNetTrainerMTUNet: its attention is "
+            "removed, so it has no attention maps") in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def run_cli(*arguments: str, cwd=None) -> subprocess.CompletedProcess:
     """``nnunet-attention ARGUMENTS`` as a user types it: a fresh process."""
     return subprocess.run([sys.executable, "-m", "nnunet_attention.cli", *arguments], capture_output=True, text=True,

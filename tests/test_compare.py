@@ -6,7 +6,9 @@ import pytest
 import SimpleITK as sitk
 from scipy import stats
 
-from nnunet_attention.compare import boundary_metrics, compare_models, holm
+from nnunet_attention.compare import Model, boundary_metrics, compare_models, control_pairs_of, readable_names
+from nnunet_attention.compare_gallery import disagreement_cases, most_disagreeing_slice
+from nnunet_attention.compare_statistics import holm, rank_distribution, significance_matrix
 
 
 def write_mask(array: np.ndarray, spacing: tuple[float, float], path) -> None:
@@ -59,3 +61,93 @@ def test_paired_tests_on_the_common_cases_holm_corrected():
     difference = (better - base)[:11].mean()
     assert board.loc["better", "difference to baseline"] == pytest.approx(difference)
     assert board.loc["better", "CI 95% low"] < difference < board.loc["better", "CI 95% high"]
+
+
+def per_case_of(dice_per_model: dict[str, list[float]]) -> pd.DataFrame:
+    frame = pd.DataFrame(dice_per_model)
+    frame.index = [f"case{i}" for i in range(len(frame))]
+    return frame
+
+
+def test_the_controls_are_paired_and_holm_corrected_with_the_baseline_comparisons():
+    """Two trainers and their controls: each trainer's contribution over its control is scipy's paired test on the
+    same cases, and all four p-values of the report (two against the baseline, two against controls) form one Holm
+    family."""
+    generator = np.random.default_rng(1)
+    base = generator.uniform(0.6, 0.8, 15)
+    values = {"U": base, "A": base + 0.04 + generator.normal(0, 0.01, 15), "A_NoAttention": base + 0.01
+              + generator.normal(0, 0.01, 15), "B": base + generator.normal(0, 0.02, 15),
+              "B_NoAttention": base + generator.normal(0, 0.02, 15)}
+    metrics = metrics_of({model: list(dice) for model, dice in values.items()})
+    comparison = compare_models(metrics, "U", [], [("A", "A_NoAttention"), ("B", "B_NoAttention")])
+    controls = comparison.controls.set_index("model")
+    board = comparison.leaderboard.set_index("model")
+    for model in ("A", "B"):
+        control = f"{model}_NoAttention"
+        assert controls.loc[model, "control"] == control
+        contribution = (values[model] - values[control]).mean()
+        assert controls.loc[model, "attention's contribution"] == pytest.approx(contribution)
+        assert controls.loc[model, "Wilcoxon p"] == pytest.approx(stats.wilcoxon(values[model], values[control]).pvalue)
+        assert controls.loc[model, "CI 95% low"] < controls.loc[model, "attention's contribution"] < controls.loc[
+            model, "CI 95% high"]
+    family = [stats.wilcoxon(values[m], base).pvalue for m in board.index if m != "U"]
+    family += [stats.wilcoxon(values[m], values[f"{m}_NoAttention"]).pvalue for m in ("A", "B")]
+    corrected = holm(family)
+    assert list(board.drop("U")["Wilcoxon p (Holm)"]) == pytest.approx(corrected[:4])
+    assert list(controls["Wilcoxon p (Holm)"]) == pytest.approx(corrected[4:])
+
+
+def test_controls_pair_with_trainers_and_their_schedule_variants():
+    models = [Model(t, "nnUNetPlans", "2d") for t in ("nnUNetTrainer_5epochs", "nnUNetTrainerMTUNet_5epochs",
+                                                      "nnUNetTrainerMCANet")]
+    read, pairs = control_pairs_of(models)
+    assert [(m.trainer, c.trainer) for m, c in pairs] == [
+        ("nnUNetTrainerMTUNet_5epochs", "nnUNetTrainerMTUNet_NoAttention_5epochs"),
+        ("nnUNetTrainerMCANet", "nnUNetTrainerMCANet_NoAttention")]
+    assert read == [*models, *(c for _, c in pairs)]
+
+
+def test_readable_names_drop_the_prefix_and_add_what_differs():
+    models = [Model("nnUNetTrainer_5epochs", "nnUNetPlans", "2d"), Model("nnUNetTrainerMTUNet", "nnUNetPlans", "2d"),
+              Model("nnUNetTrainer", "nnUNetPlans", "3d_fullres")]
+    assert list(readable_names(models).values()) == ["U-Net_5epochs 2d", "MTUNet 2d", "U-Net 3d_fullres"]
+    assert list(readable_names(models[:2]).values()) == ["U-Net_5epochs", "MTUNet"]
+
+
+def test_the_rank_distribution_is_seeded_and_its_mode_is_the_dominant_order():
+    generator = np.random.default_rng(2)
+    base = generator.uniform(0.5, 0.7, 20)
+    per_case = per_case_of({"worst": base, "best": base + 0.2, "middle": base + 0.1 + generator.normal(0, 0.01, 20),
+                            "close": base + 0.1 + generator.normal(0, 0.01, 20)})
+    first, again = rank_distribution(per_case, resamples=300), rank_distribution(per_case, resamples=300)
+    pd.testing.assert_frame_equal(first, again)
+    assert np.allclose(first.sum(axis=1), 1.0)
+    assert first.loc["best", 1] == 1.0 and first.loc["worst", 4] == 1.0  # dominates / is dominated on every case
+    assert set(first.loc[["middle", "close"]].idxmax(axis=1)) <= {2, 3}
+    assert 0 < first.loc["middle", 2] < 1  # the two close ones swap between resamples
+    assert not first.equals(rank_distribution(per_case, resamples=300, seed=1))
+
+
+def test_the_significance_matrix_is_scipys_wilcoxon_holm_corrected_over_every_pair():
+    generator = np.random.default_rng(3)
+    per_case = per_case_of({name: generator.uniform(0.5, 0.9, 12) for name in ("a", "b", "c", "d")})
+    matrix = significance_matrix(per_case)
+    pairs = [("a", "b"), ("a", "c"), ("a", "d"), ("b", "c"), ("b", "d"), ("c", "d")]
+    from statsmodels.stats.multitest import multipletests
+
+    expected = multipletests([stats.wilcoxon(per_case[x], per_case[y]).pvalue for x, y in pairs], method="holm")[1]
+    for (x, y), p in zip(pairs, expected):
+        assert matrix.loc[x, y] == pytest.approx(p) and matrix.loc[y, x] == pytest.approx(p)
+    assert np.isnan(np.diag(matrix.to_numpy())).all()
+
+
+def test_the_gallery_shows_the_cases_of_largest_spread_at_the_slice_of_most_disagreement():
+    per_case = per_case_of({"a": [0.9, 0.5, 0.8, 0.7], "b": [0.85, 0.9, 0.8, 0.2], "c": [0.9, 0.6, 0.81, 0.6]})
+    assert disagreement_cases(per_case, 2) == ["case3", "case1"]  # spreads 0.5, 0.4, 0.05, 0.01
+    assert disagreement_cases(per_case, 10) == ["case3", "case1", "case0", "case2"]
+    first = np.zeros((5, 8, 8), dtype=np.uint8)
+    second, third = first.copy(), first.copy()
+    second[1, :2, :2] = 1  # 4 voxels differ on slice 1
+    third[3, :3, :3] = 2  # 9 on slice 3
+    assert most_disagreeing_slice([first, second, third]) == 3
+    assert most_disagreeing_slice([first, first]) == 0

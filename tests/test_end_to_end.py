@@ -31,8 +31,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from helpers import NARROW_ARCHITECTURE_KWARGS
-from nnunet_attention.trainers import TRAINERS
+from helpers import NARROW_ARCHITECTURE_KWARGS, harness_trainer_class
+from nnunet_attention.trainers import CONTROLS, TRAINERS
 from nnunetv2.evaluation.evaluate_predictions import compute_metrics
 from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
@@ -60,6 +60,8 @@ from nnunet_attention.synth import LABELS
 
 pytestmark = pytest.mark.e2e
 
+TRAINERS_AND_CONTROLS = {**TRAINERS, **CONTROLS}
+
 #: (epochs, iterations per epoch, held-out mean foreground Dice bar) per configuration: long enough that every
 #: trainer's seeded run clears the bar on a 2-core CPU with margin, while an untrained network stays well below
 #: it on the same cases (the measured figures are in the commit history of these schedules).
@@ -70,8 +72,10 @@ LONGER_SCHEDULES = {("nnUNetTrainerMCANet", "2d"): (12, 16), ("nnUNetTrainerMSGA
 
 
 def schedule_of(trainer_name: str, configuration: str) -> tuple[int, int, float]:
-    """(epochs, iterations, bar) with which ``trainer_name`` learns ``configuration`` in these tests."""
+    """(epochs, iterations, bar) with which ``trainer_name`` learns ``configuration`` in these tests (a removal
+    control: its trainer's, so the two are compared on one schedule)."""
     epochs, iterations, bar = SCHEDULES[configuration]
+    trainer_name = getattr(TRAINERS_AND_CONTROLS[trainer_name], "controlled_trainer", None) or trainer_name
     return (*LONGER_SCHEDULES.get((trainer_name, configuration), (epochs, iterations)), bar)
 #: every end-to-end run is seeded (see write_short_schedule_trainer): its Dice repeats on one machine
 SEED = 0
@@ -123,8 +127,9 @@ def cpu_predictor() -> nnUNetPredictor:
 
 def train(trainer_name: str, configuration: str, epochs: int, iterations: int, workdir: Path) -> tuple[dict, str]:
     """``nnUNetv2_train`` of a short-schedule subclass of ``trainer_name`` on fold 0; (environment, its name)."""
-    short_trainer = write_short_schedule_trainer(workdir / "trainers", TRAINERS[trainer_name], epochs, iterations,
-                                                 architecture_kwargs=NARROW_ARCHITECTURE_KWARGS.get(trainer_name),
+    trainer = harness_trainer_class(TRAINERS_AND_CONTROLS[trainer_name])
+    short_trainer = write_short_schedule_trainer(workdir / "trainers", TRAINERS_AND_CONTROLS[trainer_name], epochs,
+                                                 iterations, architecture_kwargs=trainer.architecture_kwargs,
                                                  seed=SEED, validation_mirroring=False)
     environment = with_ext_trainer_folder(nnunet_environment(workdir, "cpu"), workdir / "trainers")
     spec = DEMO_DATASETS[configuration]
@@ -159,8 +164,9 @@ def trained_model(prepared_workdirs):
     return model_of
 
 
-#: every trainer in 2d and 3d_fullres; the reference trainer's 2d run is the demo's
+#: every trainer in 2d and 3d_fullres (the reference trainer's 2d run is the demo's), every removal control in 2d
 LEARNING_CASES = [(t, c) for c in ("2d", "3d_fullres") for t in sorted(TRAINERS) if (t, c) != (REFERENCE_TRAINER, "2d")]
+LEARNING_CASES += [(control, "2d") for control in sorted(CONTROLS)]
 
 
 @pytest.mark.parametrize("trainer_name,configuration", LEARNING_CASES)

@@ -12,12 +12,14 @@ import sys
 import numpy as np
 import pytest
 import torch
-from nnunet_attention.trainers import TRAINERS
+from nnunet_attention.trainers import CONTROLS, TRAINERS
 from scipy import stats
 
 from nnunet_attention.demo import DEMO_DATASETS, prepare_dataset
 from nnunet_attention.nnunet_commands import nnunet_environment
+from nnunet_attention.registry import control_of
 from nnunet_attention.schedules import with_ext_trainer_folder, write_short_schedule_trainer
+from nnunet_attention.synth import LABELS
 
 pytestmark = pytest.mark.e2e
 
@@ -92,6 +94,9 @@ def test_slurm_script_is_bash_whose_array_indices_are_the_unfinished_jobs(grid_r
                       for i, name in enumerate(names)]
 
 
+LABEL_NAMES = {str(value): name for name, value in LABELS.items()}
+
+
 def summary_dice(environment, trainer: str) -> dict[tuple[str, str], float]:
     """(case, label) -> Dice over both folds, read straight from nnU-Net's summary files."""
     dice = {}
@@ -118,8 +123,8 @@ def test_compare_leaderboard_equals_the_summaries_and_scipy(grid_run, tmp_path):
         cases = sorted({case for case, _ in dice})
         label_means = [np.nanmean([dice[(c, label)] for c in cases]) for label in labels]
         row = board[f"{name} 2d"]
-        for label, mean in zip(labels, label_means):
-            assert row[f"Dice label {label}"] == pytest.approx(mean, abs=1e-12)
+        for label, mean in zip(labels, label_means):  # named as in dataset.json
+            assert row[f"Dice {LABEL_NAMES[label]}"] == pytest.approx(mean, abs=1e-12)
         assert row["Dice"] == pytest.approx(np.mean(label_means), abs=1e-12)
         per_case[name] = np.array([np.nanmean([dice[(c, label)] for label in labels]) for c in cases])
         assert row["std over cases"] == pytest.approx(np.std(per_case[name], ddof=1), abs=1e-12)
@@ -194,3 +199,84 @@ def test_compare_names_the_plans_a_trainer_was_trained_with(grid_run, tmp_path):
     assert result.returncode == 2
     assert f"{names[0]} 2d: no model folder {names[0]}__nnUNetPlans_MTUNet__2d" in result.stderr
     assert "it was trained with plans nnUNetPlans: pass -p" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def grid_controls(grid_run):
+    """The removal controls of the grid's trainers, trained by the grid on the same schedule and folds: their
+    short-schedule names, which pair with the trainers' by nnU-Net's variant naming."""
+    environment, names, *_ = grid_run
+    trainers_folder = environment["nnUNet_extTrainer"].split(os.pathsep)[-1]
+    from pathlib import Path
+
+    controls = [write_short_schedule_trainer(Path(trainers_folder), CONTROLS[control_of(t)], 1, 2, val_iterations=1,
+                                             seed=0) for t in GRID_TRAINERS]
+    assert controls == [control_of(name) for name in names]
+    result = subprocess.run(cli("train-grid", "-d", str(SPEC.dataset_id), "-c", "2d", "-tr", *controls, "-f", *FOLDS,
+                                "-device", "cpu"), env=environment, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return controls
+
+
+def test_compare_with_controls_reports_the_attentions_contribution_in_one_html_report(grid_run, grid_controls,
+                                                                                       tmp_path):
+    from html.parser import HTMLParser
+
+    environment, names, *_ = grid_run
+    output = tmp_path / "comparison"
+    result = subprocess.run(cli("compare", "-d", str(SPEC.dataset_id), "-c", "2d", "-tr", *names, "-f", *FOLDS,
+                                "--baseline", names[0], "-o", str(output), "--controls", "--cases", "3"),
+                            env=environment, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((output / "leaderboard.json").read_text())
+    assert len(report["leaderboard"]) == 4  # the two trainers and their controls, read without being listed
+    per_case = {}
+    for name in [*names, *grid_controls]:
+        dice = summary_dice(environment, name)
+        cases = sorted({case for case, _ in dice})
+        per_case[name] = np.array([np.nanmean([dice[(c, label)] for label in sorted(LABEL_NAMES) if
+                                               (c, label) in dice]) for c in cases])
+    controls = {row["model"]: row for row in report["controls"]}
+    challengers = [name for name in [*names, *grid_controls] if name != names[0]]
+    tests = {f"{name} 2d": stats.wilcoxon(per_case[name], per_case[names[0]]).pvalue for name in challengers}
+    for name, control in zip(names, grid_controls):
+        row = controls[f"{name} 2d"]
+        assert row["control"] == f"{control} 2d"
+        assert row["attention's contribution"] == pytest.approx((per_case[name] - per_case[control]).mean(), abs=1e-12)
+        assert row["Wilcoxon p"] == pytest.approx(stats.wilcoxon(per_case[name], per_case[control]).pvalue)
+        tests[f"{name} 2d vs control"] = row["Wilcoxon p"]
+    # one Holm family: three comparisons against the baseline, two against the controls
+    from statsmodels.stats.multitest import multipletests
+
+    corrected = dict(zip(tests, multipletests(list(tests.values()), method="holm")[1]))
+    board = {row["model"]: row for row in report["leaderboard"]}
+    for name in challengers:
+        assert board[f"{name} 2d"]["Wilcoxon p (Holm)"] == pytest.approx(corrected[f"{name} 2d"])
+    for name in names:
+        assert controls[f"{name} 2d"]["Wilcoxon p (Holm)"] == pytest.approx(corrected[f"{name} 2d vs control"])
+
+    class Page(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.images, self.text = [], []
+
+        def handle_starttag(self, tag, attributes):
+            if tag == "img":
+                self.images.append(dict(attributes)["src"])
+
+        def handle_data(self, data):
+            self.text.append(data)
+
+    page = Page()
+    page.feed((output / "report.html").read_text())
+    import base64
+
+    pictures = [output / "rank_distribution.png", output / "significance.png", output / "dice_per_case.png",
+                *sorted((output / "gallery").glob("*.png"))]
+    assert len(pictures) == 6  # three gallery cases
+    embedded = {base64.b64decode(src.split(",", 1)[1]) for src in page.images}
+    assert embedded == {picture.read_bytes() for picture in pictures}
+    text = " ".join(page.text)
+    for label in ("ellipsoid", "inclusion", "cuboid"):
+        assert f"Dice {label}" in text
+    assert "attention's contribution" in text and f"{len(per_case[names[0]])} cases validated by every model" in text

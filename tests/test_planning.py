@@ -20,7 +20,8 @@ from nnunet_attention.benchmark import run_benchmark
 from nnunet_attention.cli import main
 from nnunet_attention.memory_estimate import training_step_peak_bytes
 from nnunet_attention.plan_presets import PLAN_PRESETS
-from nnunet_attention.planning import ESTIMATE_KEY, PLANNING_KEY
+from nnunet_attention.planning import ESTIMATE_KEY, PLANNING_KEY, default_plans_name, memory_ratio
+from nnunet_attention.registry import control_of
 
 #: the presets each fingerprint's plans must reproduce (nnU-Net 2.8.1's default planner, 8 GB)
 PRESETS_OF_FINGERPRINT = {
@@ -148,6 +149,17 @@ def test_plan_refuses_what_it_cannot_plan_with_a_message(arguments, message, fin
 #: the CPU runtime's memory beside the tensors (oneDNN's reordered copies and workspaces, allocator caches):
 #: measured resident peak = estimate x [1, RESIDENT_FACTOR] + [0, RESIDENT_OVERHEAD_MIB]
 RESIDENT_FACTOR, RESIDENT_OVERHEAD_MIB = 1.6, 120
+
+
+@pytest.mark.parametrize("trainer", sorted(TRAINERS))
+def test_a_removal_control_is_planned_for_its_own_lighter_network(trainer):
+    """``plan -tr <trainer>_NoAttention`` plans for the control's network (its attention removed: less memory than
+    the trainer's), into plans of its own name."""
+    from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
+
+    control, candidate = control_of(trainer), PLAN_PRESETS["synthetic-2d"]
+    assert 0 < memory_ratio(control, candidate) < memory_ratio(trainer, candidate)
+    assert default_plans_name(control, ExperimentPlanner) == f"nnUNetPlans_{control.removeprefix('nnUNetTrainer')}"
 
 
 def test_estimate_matches_a_cpu_training_steps_measured_peak():

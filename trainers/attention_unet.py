@@ -2,7 +2,7 @@
 
 from nnunet_attention.architectures import AttentionUNet
 
-from .base import AttentionTrainerBase
+from .base import AttentionTrainerBase, removal_control
 
 
 class nnUNetTrainerAttentionUNet(AttentionTrainerBase):
@@ -10,3 +10,6 @@ class nnUNetTrainerAttentionUNet(AttentionTrainerBase):
     1x1 conv) on every skip but the highest-resolution one; nnU-Net's deep supervision replaces the side outputs."""
 
     architecture_class = AttentionUNet
+
+
+nnUNetTrainerAttentionUNet_NoAttention = removal_control(nnUNetTrainerAttentionUNet)

@@ -4,7 +4,8 @@ A concrete trainer only names its ``architecture_class`` (and, where the paper n
 ``architecture_kwargs`` or an optimizer override). Everything else (data loading, augmentation, Dice+CE
 with deep supervision, SGD + poly schedule, AMP, DDP, torch.compile, validation, checkpoints) is
 nnU-Net's. Every concrete trainer defined in :mod:`nnunet_attention.trainers` registers itself in
-:data:`TRAINERS`, so tests and tools cover it without a hand-kept list.
+:data:`TRAINERS`, so tests and tools cover it without a hand-kept list, and declares its removal control
+(:func:`removal_control`, registered in :data:`CONTROLS`) in one line.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import pydoc
 from typing import Any, ClassVar
 
+from nnunet_attention.architectures.attention_removal import remove_attention
 from nnunet_attention.architectures.plan import PlanError, UNetPlan
 from nnunet_attention.architectures.planned_network import PlannedNetwork
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
@@ -20,11 +22,14 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from torch import nn
 
 from nnunet_attention.atomic import atomic_path
+from nnunet_attention.registry import CONTROL_SUFFIX
 
 from .checkpoints import check_weights_fit, read_checkpoint
 
 #: trainer class name -> class, filled by every concrete trainer of this package as it is defined
 TRAINERS: dict[str, type[AttentionTrainerBase]] = {}
+#: removal control class name -> class (``nnUNetTrainer<X>_NoAttention``), one per trainer of :data:`TRAINERS`
+CONTROLS: dict[str, type[AttentionTrainerBase]] = {}
 
 #: the plan architectures whose ``arch_kwargs`` our architectures understand
 SUPPORTED_PLAN_ARCHITECTURES = (
@@ -72,6 +77,8 @@ class AttentionTrainerBase(nnUNetTrainer):
     #: ``architecture_class``; where False, nnU-Net's deep supervision is switched off and the network is supervised
     #: its own way
     supports_deep_supervision: ClassVar[bool] = True
+    #: for a removal control: the name of the trainer whose attention it removes (None for the trainers)
+    controlled_trainer: ClassVar[str | None] = None
 
     @property
     def enable_deep_supervision(self) -> bool:
@@ -96,7 +103,7 @@ class AttentionTrainerBase(nnUNetTrainer):
             cls.supports_deep_supervision = cls.architecture_class.supports_deep_supervision
         # Only the package's own trainers; user subclasses (e.g. short schedules) stay out of the registry.
         if cls.architecture_class is not None and cls.__module__.startswith("nnunet_attention.trainers"):
-            TRAINERS[cls.__name__] = cls
+            (CONTROLS if cls.controlled_trainer else TRAINERS)[cls.__name__] = cls
 
     @classmethod
     def build_network_architecture(
@@ -135,3 +142,27 @@ class AttentionTrainerBase(nnUNetTrainer):
             check_weights_fit(checkpoint, self.network, self.__class__.__name__, str(filename_or_checkpoint))
             filename_or_checkpoint = str(filename_or_checkpoint)
         super().load_checkpoint(filename_or_checkpoint)
+
+
+class AttentionRemoved:
+    """Mixin of a removal control: the trainer's network with its attention removed
+    (:func:`~nnunet_attention.architectures.attention_removal.remove_attention`), all else the trainer's."""
+
+    @classmethod
+    def build_network_architecture(cls, *args: Any, **kwargs: Any) -> nn.Module:
+        return remove_attention(super().build_network_architecture(*args, **kwargs))
+
+
+def removal_control(trainer: type[AttentionTrainerBase]) -> type[AttentionTrainerBase]:
+    """The removal control of ``trainer``: ``<trainer>_NoAttention``, the same network with its attention removed
+    and everything else kept (plan, topology, convolutions, heads, loss, schedule). Assign it in the trainer's
+    module under its own name, so nnU-Net's trainer lookup (``nnUNetv2_train -tr``) finds it::
+
+        nnUNetTrainerX_NoAttention = removal_control(nnUNetTrainerX)
+    """
+    name = f"{trainer.__name__}{CONTROL_SUFFIX}"
+    return type(name, (AttentionRemoved, trainer), {
+        "__module__": trainer.__module__, "__qualname__": name, "controlled_trainer": trainer.__name__,
+        "__doc__": f"Removal control of :class:`{trainer.__name__}`: its network with the attention removed "
+                   f"(see nnunet_attention.architectures.attention_removal), all else the same.",
+    })

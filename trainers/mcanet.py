@@ -2,7 +2,7 @@
 
 from nnunet_attention.architectures import MCANet
 
-from .base import AttentionTrainerBase
+from .base import AttentionTrainerBase, removal_control
 
 
 class nnUNetTrainerMCANet(AttentionTrainerBase):
@@ -11,3 +11,6 @@ class nnUNetTrainerMCANet(AttentionTrainerBase):
     nnU-Net's SGD and schedule."""
 
     architecture_class = MCANet
+
+
+nnUNetTrainerMCANet_NoAttention = removal_control(nnUNetTrainerMCANet)

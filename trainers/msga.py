@@ -8,7 +8,7 @@ from nnunet_attention.architectures import MSGANet
 from nnunet_attention.architectures.msga import MSGAOutputs
 from torch import nn
 
-from .base import AttentionTrainerBase
+from .base import AttentionTrainerBase, removal_control
 
 
 class MSGALoss(nn.Module):
@@ -56,3 +56,6 @@ class nnUNetTrainerMSGA(AttentionTrainerBase):
 
     def _build_loss(self) -> nn.Module:
         return MSGALoss(super()._build_loss())
+
+
+nnUNetTrainerMSGA_NoAttention = removal_control(nnUNetTrainerMSGA)

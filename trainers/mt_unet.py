@@ -2,7 +2,7 @@
 
 from nnunet_attention.architectures import MTUNet
 
-from .base import AttentionTrainerBase
+from .base import AttentionTrainerBase, removal_control
 
 
 class nnUNetTrainerMTUNet(AttentionTrainerBase):
@@ -14,3 +14,6 @@ class nnUNetTrainerMTUNet(AttentionTrainerBase):
     """
 
     architecture_class = MTUNet
+
+
+nnUNetTrainerMTUNet_NoAttention = removal_control(nnUNetTrainerMTUNet)

@@ -2,7 +2,7 @@
 
 from nnunet_attention.architectures import NonLocalUNet
 
-from .base import AttentionTrainerBase
+from .base import AttentionTrainerBase, removal_control
 
 
 class nnUNetTrainerNonLocalUNet(AttentionTrainerBase):
@@ -10,3 +10,6 @@ class nnUNetTrainerNonLocalUNet(AttentionTrainerBase):
     up-sampling block as the first up-step; nnU-Net's loss (Dice+CE with deep supervision), SGD and schedule."""
 
     architecture_class = NonLocalUNet
+
+
+nnUNetTrainerNonLocalUNet_NoAttention = removal_control(nnUNetTrainerNonLocalUNet)

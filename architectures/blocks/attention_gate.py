@@ -59,6 +59,22 @@ class AttentionGate(nn.Module):
         coefficients = self.coefficient_probe(resize_linear(coefficients, skip.shape[2:]))
         return self.output(skip * coefficients)
 
+    def without_attention(self) -> GateFixedAtOne:
+        """The removal control's block: coefficients fixed at 1 (see :mod:`..attention_removal`)."""
+        return GateFixedAtOne(self.output)
+
+
+class GateFixedAtOne(nn.Module):
+    """An :class:`AttentionGate` whose coefficients are 1 everywhere: ``W(x)``, its ``output`` (W) the gate's own
+    module; the gating signal is not read. Shapes as :class:`AttentionGate`."""
+
+    def __init__(self, output: nn.Module):
+        super().__init__()
+        self.output = output
+
+    def forward(self, skip: torch.Tensor, gating: torch.Tensor) -> torch.Tensor:
+        return self.output(skip)
+
 
 class MultiAttentionGate(nn.Module):
     """Attention gates in parallel on one skip, their outputs combined: the official ``MultiAttentionBlock`` of

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from dynamic_network_architectures.building_blocks.helper import convert_conv_op_to_dim
 from torch import nn
 
+from ..attention_removal import ResidualAttention
 from .attention_probe import AttentionProbe
 from .precision import stable_softmax
 
@@ -65,7 +66,7 @@ def apply_strip(strip: nn.Module, features: torch.Tensor, axis: int) -> torch.Te
     return CONV_FUNCTIONS[features.ndim - 2](features, weight, strip.bias, padding=padding, groups=strip.groups)
 
 
-class MultiScaleCrossAxisAttention(nn.Module):
+class MultiScaleCrossAxisAttention(ResidualAttention):
     """MCA block: ``(B, C, *S)`` -> ``(B, C, *S)``.
 
     Args:
@@ -159,3 +160,4 @@ class MultiScaleCrossAxisAttention(nn.Module):
         # instead of one per axis, the same values up to float rounding
         return features + self.project_out(attended) + (len(self.axes) - 1) * self.project_out.bias.view(
             1, -1, *([1] * (features.ndim - 2)))
+

@@ -22,11 +22,12 @@ from dynamic_network_architectures.building_blocks.helper import (
 )
 from torch import nn
 
+from ..attention_removal import ResidualAttention
 from .interpolation import resize_linear
 from .precision import at_least_float32
 
 
-class PositionAttention(nn.Module):
+class PositionAttention(ResidualAttention):
     """DANet position attention: ``x + gamma * V softmax(QᵀK)ᵀ`` over all positions, ``(B, C, *S)`` -> same.
 
     Through ``scaled_dot_product_attention`` with scale 1 (the authors do not scale), so the GPU runs fused
@@ -52,7 +53,8 @@ class PositionAttention(nn.Module):
         return self.gamma * attended[:, 0].transpose(1, 2).reshape(features.shape) + features
 
 
-class ChannelAttention(nn.Module):
+
+class ChannelAttention(ResidualAttention):
     """DANet channel attention: ``x + gamma * softmax(max(E) - E) X`` with ``E = X Xᵀ`` (C x C), in float32.
 
     The energy is a sum over all positions and overflows fp16, hence float32 with autocast off (C x C is small).
@@ -70,6 +72,7 @@ class ChannelAttention(nn.Module):
             attention = (energy.amax(dim=-1, keepdim=True) - energy).softmax(dim=-1)
             attended = (attention @ flat).reshape(features.shape).to(features.dtype)
         return self.gamma * attended + features
+
 
 
 class DualAttention(nn.Module):

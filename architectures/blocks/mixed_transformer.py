@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..attention_removal import ResidualAttention
 from .external_attention import ExternalAttention
 from .local_global_attention import LocalGlobalGaussianAttention
 
@@ -36,7 +37,7 @@ class MixedTransformerModule(nn.Module):
         return flat.view_as(tokens)
 
 
-class MixedTransformerStage(nn.Module):
+class MixedTransformerStage(ResidualAttention):
     """``depth`` MTMs on a feature map ``(B, C, *S)`` -> ``(B, C, *S)`` (tokens = the positions of the grid)."""
 
     def __init__(self, dim: int, window: Sequence[int], heads: int, memory_slots: int, depth: int):
@@ -45,3 +46,4 @@ class MixedTransformerStage(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.blocks(features.movedim(1, -1)).movedim(-1, 1)
+
