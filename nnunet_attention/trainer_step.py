@@ -87,13 +87,22 @@ def training_batch(trainer, generator: torch.Generator | None = None, intensity:
         regions = [region if isinstance(region, (list, tuple)) else [region]
                    for region in label_manager.foreground_regions]
         segmentation = torch.cat([torch.isin(segmentation, torch.tensor(region)) for region in regions], dim=1)
-    target = segmentation.float()
-    scales = trainer._get_deep_supervision_scales()
-    if scales is not None:
-        target = [F.interpolate(target, size=[round(p * s) for p, s in zip(patch, scale)], mode="nearest-exact")
-                  for scale in scales]
+    target = supervision_target(trainer, segmentation)
     move = lambda tensor: tensor.to(device)  # noqa: E731
     return {"data": move(data), "target": [move(t) for t in target] if isinstance(target, list) else move(target)}
+
+
+def supervision_target(trainer, segmentation: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+    """``segmentation`` ``(B, 1 or regions, *patch)`` as ``train_step`` takes it: float, and where the trainer
+    supervises deeply a list with one copy per deep-supervision scale (full resolution first), downsampled by
+    nearest neighbour as nnU-Net's data loader does."""
+    target = segmentation.float()
+    scales = trainer._get_deep_supervision_scales()
+    if scales is None:
+        return target
+    patch = target.shape[2:]
+    return [F.interpolate(target, size=[round(p * s) for p, s in zip(patch, scale)], mode="nearest-exact")
+            for scale in scales]
 
 
 class TrainerStep:

@@ -1,18 +1,23 @@
 """End to end through the stock nnU-Net commands, as a user runs them.
 
-Per configuration one synthetic dataset is generated and planned + preprocessed once (module fixture); every
-trainer trains on it with the stock ``nnUNetv2_train`` (a short-schedule subclass, in a subprocess), and its
-model folder is loaded by nnU-Net's predictor (what ``nnUNetv2_predict`` runs) to segment the held-out cases.
+Per configuration one synthetic dataset is generated and planned + preprocessed once (module fixture); trainers
+train on it with the stock ``nnUNetv2_train`` (a short-schedule subclass, in a subprocess), and their model folders
+are read by nnU-Net's predictor (what ``nnUNetv2_predict`` runs).
 
-- 2d and 3d_fullres, every trainer, seeded: valid segmentations of the held-out cases whose Dice (nnU-Net's
-  metrics) clears a bar that the same network untrained stays below on the same cases.
-- The reference trainer also runs ``nnunet-attention demo`` and every other stock command that reads a
-  model folder or its predictions (``nnUNetv2_find_best_configuration`` over two trainers), and trains and
-  predicts nnU-Net's cascade (3d_lowres -> 3d_cascade_fullres).
+The default run:
+- the reference trainer through ``nnunet-attention demo``: its held-out Dice clears a bar that the same network
+  untrained stays below; the attention-maps command the demo prints;
 - ``nnunet-attention attention-maps`` on a 2d and a 3d model writes every map in the image's geometry, the same
-  maps for a moved copy of the image.
-- A trainer fine-tunes with ``-pretrained_weights`` from its 2d model to a dataset with another class count, and
-  one continues an interrupted run with ``--c``.
+  maps for a moved copy of the image;
+- a trainer continues an interrupted run with ``--c`` and its model predicts on the CPU.
+
+Marked ``slow`` (``pytest -m slow``), each covered in the default run by a faster test: every trainer and removal
+control learning through ``nnUNetv2_train`` in 2d and 3d_fullres (in-process through nnU-Net's ``train_step`` in
+test_learning.py), every other stock command that reads a model folder (``nnUNetv2_ensemble``,
+``nnUNetv2_find_best_configuration``), nnU-Net's cascade (3d_lowres -> 3d_cascade_fullres; per trainer in
+test_edge_plans.py and test_attention_maps.py), the 3d attention-maps command, fine-tuning with
+``-pretrained_weights`` to a dataset with another class count, and training and predicting with the plans
+``nnunet-attention plan`` made (each marked with the test that covers it).
 
 What does not depend on the trainer runs once here: every trainer's checkpoints (resume), its weights through
 nnU-Net's pretrained-weights loader, and its maps through the export run in-process per trainer
@@ -77,6 +82,8 @@ def schedule_of(trainer_name: str, configuration: str) -> tuple[int, int, float]
     epochs, iterations, bar = SCHEDULES[configuration]
     trainer_name = getattr(TRAINERS_AND_CONTROLS[trainer_name], "controlled_trainer", None) or trainer_name
     return (*LONGER_SCHEDULES.get((trainer_name, configuration), (epochs, iterations)), bar)
+#: (epochs, iterations) of a model that only has to exist: attention maps and fine-tuning read its folder
+BRIEF_SCHEDULE = (2, 4)
 #: every end-to-end run is seeded (see write_short_schedule_trainer): its Dice repeats on one machine
 SEED = 0
 #: the trainer that also goes through the demo command and every other stock command, and learns in 3D
@@ -154,12 +161,13 @@ def trained_model(prepared_workdirs):
     the whole module runs) and reused by the tests that need a trained model."""
     models = {}
 
-    def model_of(trainer_name: str, configuration: str) -> tuple[dict, str]:
-        if (trainer_name, configuration) not in models:
-            epochs, iterations, _ = schedule_of(trainer_name, configuration)
-            models[trainer_name, configuration] = train(trainer_name, configuration, epochs, iterations,
-                                                        prepared_workdirs(configuration))
-        return models[trainer_name, configuration]
+    def model_of(trainer_name: str, configuration: str, brief: bool = False) -> tuple[dict, str]:
+        """``brief``: on :data:`BRIEF_SCHEDULE`, for tests that need a trained model folder, not a good model."""
+        if (trainer_name, configuration, brief) not in models:
+            epochs, iterations = BRIEF_SCHEDULE if brief else schedule_of(trainer_name, configuration)[:2]
+            models[trainer_name, configuration, brief] = train(trainer_name, configuration, epochs, iterations,
+                                                               prepared_workdirs(configuration))
+        return models[trainer_name, configuration, brief]
 
     return model_of
 
@@ -169,6 +177,7 @@ LEARNING_CASES = [(t, c) for c in ("2d", "3d_fullres") for t in sorted(TRAINERS)
 LEARNING_CASES += [(control, "2d") for control in sorted(CONTROLS)]
 
 
+@pytest.mark.slow  # the default run: each trainer learns in test_learning.py, the stock path by the demo's test
 @pytest.mark.parametrize("trainer_name,configuration", LEARNING_CASES)
 def test_trained_model_clears_the_bar_its_untrained_network_cannot(trainer_name, configuration, prepared_workdirs,
                                                                    trained_model, monkeypatch):
@@ -233,9 +242,9 @@ def run_demo_command(trainer: str, configuration: str, epochs: int, iterations: 
 NNUNET_NOISE = ("hiddenlayer", "torch.jit.interface", "Searching in", "Please cite", "This is the configuration")
 
 
-def test_reference_trainer_through_the_demo_and_every_stock_command(prepared_workdirs, trained_model, tmp_path, capfd):
-    """Demo (train, predict, evaluate), then predict from the model folder, ensemble, evaluate, find the best
-    configuration among two trainers; an untrained network stays below the bar the trained one clears."""
+def test_reference_trainer_through_the_demo(prepared_workdirs, capfd):
+    """Demo (train, predict, evaluate) with its console, and the attention-maps command it prints; an untrained
+    network stays below the bar the trained one clears."""
     trainer_name, configuration = REFERENCE_TRAINER, "2d"
     workdir = prepared_workdirs(configuration)
     epochs, iterations, bar = schedule_of(trainer_name, configuration)
@@ -264,7 +273,15 @@ def test_reference_trainer_through_the_demo_and_every_stock_command(prepared_wor
     maps_folder = Path(printed.group(1).split()[printed.group(1).split().index("-o") + 1])
     assert len(list(maps_folder.glob("*/maps.json"))) == DEMO_DATASETS[configuration].n_test
 
-    # the same model folder serves the other stock commands that read it or its predictions
+
+@pytest.mark.slow  # the default run: the model folder is read by nnUNetv2_predict in the plans test below
+def test_every_stock_command_that_reads_a_model_folder(prepared_workdirs, trained_model, tmp_path):
+    """Predict from the model folder, ensemble, evaluate, find the best configuration among two trainers."""
+    trainer_name, configuration = REFERENCE_TRAINER, "2d"
+    workdir = prepared_workdirs(configuration)
+    epochs, iterations, bar = schedule_of(trainer_name, configuration)
+    if not (workdir / "demo.log").exists():
+        run_demo_command(trainer_name, configuration, epochs, iterations, workdir)
     spec = DEMO_DATASETS[configuration]
     short_trainer = short_schedule_name(trainer_name, epochs, iterations)
     environment = with_ext_trainer_folder(nnunet_environment(workdir, "cpu"), workdir / "trainers")
@@ -284,7 +301,7 @@ def test_reference_trainer_through_the_demo_and_every_stock_command(prepared_wor
     run_nnunet_command(evaluation, environment, log)
     assert json.loads(summary.read_text())["foreground_mean"]["Dice"] > bar
     # two trainers: every candidate (each model and their ensemble) is scored, the best one is picked
-    _, other_trainer = trained_model("nnUNetTrainerNonLocalUNet", configuration)
+    _, other_trainer = trained_model("nnUNetTrainerNonLocalUNet", configuration, brief=True)
     for trainer in (short_trainer, other_trainer):  # ensembling needs the validation probabilities (--npz)
         run_nnunet_command(["nnUNetv2_train", spec.dataset_id, configuration, "0", "-tr", trainer, "--val", "--npz",
                             "-device", "cpu"], environment, log)
@@ -320,8 +337,12 @@ def held_out_case_with_moved_geometry(original: Path, folder: Path) -> sitk.Imag
     return image
 
 
-@pytest.mark.parametrize("trainer_name,configuration",
-                         [("nnUNetTrainerMTUNet", "2d"), (REFERENCE_TRAINER, "3d_fullres")])
+@pytest.mark.parametrize("trainer_name,configuration", [
+    ("nnUNetTrainerMTUNet", "2d"),
+    # the default run: every trainer's maps in 3d, in the image's geometry, through the export in-process
+    # (test_attention_maps.py)
+    pytest.param(REFERENCE_TRAINER, "3d_fullres", marks=pytest.mark.slow),
+])
 def test_attention_maps_have_the_image_geometry_and_their_documented_range(
     trainer_name, configuration, prepared_workdirs, trained_model, monkeypatch, tmp_path
 ):
@@ -329,7 +350,7 @@ def test_attention_maps_have_the_image_geometry_and_their_documented_range(
     with values in the range maps.json documents (up to fp16 stitching), an overlay PNG, and PNGs in 2D; the maps
     of the moved copy are those of the original image (nnU-Net reads the same array from both)."""
     workdir = prepared_workdirs(configuration)
-    environment, short_trainer = trained_model(trainer_name, configuration)
+    environment, short_trainer = trained_model(trainer_name, configuration, brief=True)
     monkeypatch.setenv("nnUNet_extTrainer", environment["nnUNet_extTrainer"])
     raw_dataset = workdir / "nnUNet_raw" / DEMO_DATASETS[configuration].folder_name
     original = sorted((raw_dataset / "imagesTs").glob("*_0000.nii.gz"))[0]
@@ -457,6 +478,8 @@ CASCADE_PLANS = "nnUNetPlansCascade"
 CASCADE_SCHEDULE = (2, 4)
 
 
+@pytest.mark.slow  # the default run: every trainer's cascade stage input in test_edge_plans.py, its maps in
+# test_attention_maps.py
 def test_cascade_trains_predicts_and_shows_attention_maps_through_the_stock_commands(prepared_workdirs, tmp_path,
                                                                                       monkeypatch, capsys):
     """nnU-Net's planner plans 3d_lowres -> 3d_cascade_fullres; the reference trainer trains both stages with
@@ -554,13 +577,15 @@ def fine_tuning_workdir(prepared_workdirs):
     return workdir
 
 
+@pytest.mark.slow  # the default run: every trainer's checkpoint through nnU-Net's own -pretrained_weights loader to
+# another class count, in test_fine_tuning.py
 def test_fine_tunes_from_its_checkpoint_on_a_dataset_with_other_classes(fine_tuning_workdir, trained_model, tmp_path):
     """``nnUNetv2_train -pretrained_weights`` from the trainer's own checkpoint on the 4-class dataset to the
     3-class one: it starts from every pretrained weight but the class heads (one short step later the weights are
     still within 5% of the pretrained ones, where a fresh network would differ by about their norm), and its class
     heads give 3 outputs."""
     workdir, trainer_name = fine_tuning_workdir, "nnUNetTrainerMTUNet"
-    environment, source_trainer = trained_model(trainer_name, "2d")
+    environment, source_trainer = trained_model(trainer_name, "2d", brief=True)
     source_checkpoint = model_folder_of(environment, "2d", source_trainer) / "fold_0" / "checkpoint_final.pth"
     fine_tuner = write_short_schedule_trainer(workdir / "trainers", TRAINERS[trainer_name], 1, 2,
                                               architecture_kwargs=NARROW_ARCHITECTURE_KWARGS.get(trainer_name),
@@ -586,6 +611,8 @@ def test_fine_tunes_from_its_checkpoint_on_a_dataset_with_other_classes(fine_tun
 SMALL_MEMORY_TARGET_GB = 0.05
 
 
+@pytest.mark.slow  # the default run: the plans files `plan` writes, in nnU-Net's format (test_planning.py), and
+# every trainer's network built from nnU-Net's planner output (test_real_plans.py)
 def test_stock_commands_train_and_predict_with_the_plans_made_for_a_trainer(prepared_workdirs, tmp_path):
     """``nnunet-attention plan --preprocess`` for MT-UNet, then the stock ``nnUNetv2_train -p`` and
     ``nnUNetv2_predict -p`` with those plans: the model is trained on the planned patch and predicts every case."""

@@ -162,13 +162,22 @@ def test_a_removal_control_is_planned_for_its_own_lighter_network(trainer):
     assert default_plans_name(control, ExperimentPlanner) == f"nnUNetPlans_{control.removeprefix('nnUNetTrainer')}"
 
 
-def test_estimate_matches_a_cpu_training_steps_measured_peak():
-    """Every network on the synthetic 2d and 3d plans, float32 at batch 2: the estimate (tensor bytes) is at most
-    the resident memory one real CPU step adds (the benchmark's measurement, a fresh process per network) and
-    accounts for it up to the CPU runtime's own memory."""
-    plans = [PLAN_PRESETS["synthetic-2d"], PLAN_PRESETS["synthetic-3d_fullres"]]
-    measured = run_benchmark(plans, "cpu", steps=1, batch_size=2, with_inference=False)
+#: each network measured once, on the synthetic 2d or 3d plan (both for nnU-Net's U-Net, the benchmark's reference)
+ESTIMATE_CHECKS = {"synthetic-2d": ["nnUNetTrainerAttentionUNet", "nnUNetTrainerMSGA", "nnUNetTrainerNonLocalUNet"],
+                   "synthetic-3d_fullres": ["nnUNetTrainerMCANet", "nnUNetTrainerMTUNet"]}
+
+
+@pytest.mark.parametrize("preset", sorted(ESTIMATE_CHECKS))
+def test_estimate_matches_a_cpu_training_steps_measured_peak(preset):
+    """Every network, on the synthetic 2d or 3d plan, float32 at batch 2: the estimate (tensor bytes) is at most the
+    resident memory one real CPU step adds (the benchmark's measurement, a fresh process per network) and accounts
+    for it up to the CPU runtime's own memory."""
+    plans = [PLAN_PRESETS[preset]]
+    measured = run_benchmark(plans, "cpu", steps=1, batch_size=2, trainers=ESTIMATE_CHECKS[preset],
+                             with_inference=False)
+    assert sorted(sum(ESTIMATE_CHECKS.values(), [])) == sorted(TRAINERS)
     for plan, measurements in zip(plans, measured.values()):
+        assert len(measurements) == len(ESTIMATE_CHECKS[preset]) + 1  # with nnU-Net's U-Net
         for name, measurement in measurements.items():
             estimate = training_step_peak_bytes(name, plan, 2, half_precision=False) / 2**20
             assert measurement.estimated_peak_mib == estimate  # the benchmark's column

@@ -8,7 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from nnunet_attention.trainers import TRAINERS, AttentionTrainerBase
+from nnunet_attention.trainers import CONTROLS, TRAINERS, AttentionTrainerBase
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 SHIM_FOLDER = os.path.join(os.path.dirname(__import__("nnunet_attention").__file__), "ext_trainers")
@@ -57,9 +57,11 @@ def test_registry_holds_the_attention_unet_trainer():
     assert "nnUNetTrainerAttentionUNet" in TRAINERS
 
 
-@pytest.mark.parametrize("trainer_name", sorted(TRAINERS))
+@pytest.mark.parametrize("trainer_name", sorted({**TRAINERS, **CONTROLS}))
 def test_trainer_keeps_nnunet_init_signature_and_naming(trainer_name):
-    trainer = TRAINERS[trainer_name]
+    """nnU-Net picks the network hook's calling convention by its parameter names, so a control's hook must
+    spell them out as the trainers' does."""
+    trainer = {**TRAINERS, **CONTROLS}[trainer_name]
     assert issubclass(trainer, nnUNetTrainer)
     assert inspect.signature(trainer.__init__) == inspect.signature(nnUNetTrainer.__init__)
     assert trainer_name.startswith("nnUNetTrainer") and "__" not in trainer_name

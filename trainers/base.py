@@ -149,8 +149,19 @@ class AttentionRemoved:
     (:func:`~nnunet_attention.architectures.attention_removal.remove_attention`), all else the trainer's."""
 
     @classmethod
-    def build_network_architecture(cls, *args: Any, **kwargs: Any) -> nn.Module:
-        return remove_attention(super().build_network_architecture(*args, **kwargs))
+    def build_network_architecture(
+        cls,
+        plans_manager: PlansManager,
+        configuration_manager: ConfigurationManager,
+        num_input_channels: int,
+        num_output_channels: int,
+        enable_deep_supervision: bool = True,
+    ) -> nn.Module:
+        """The trainer's network with its attention removed; nnU-Net's hook signature spelled out, because nnU-Net
+        picks the hook's calling convention by its parameter names."""
+        return remove_attention(super().build_network_architecture(
+            plans_manager, configuration_manager, num_input_channels, num_output_channels, enable_deep_supervision
+        ))
 
 
 def removal_control(trainer: type[AttentionTrainerBase]) -> type[AttentionTrainerBase]:
