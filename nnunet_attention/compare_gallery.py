@@ -77,6 +77,26 @@ def _reference_file(validation: Path, case: str) -> Path:
                 if Path(entry["reference_file"]).name.split(".")[0] == case)
 
 
+def contour_labels(segmentations: list) -> list[int]:
+    """The foreground labels in any of ``segmentations`` (arrays), sorted: each gets a contour colour and a legend
+    entry; the background gets neither."""
+    import numpy as np
+
+    return sorted({int(value) for segmentation in segmentations for value in np.unique(segmentation)} - {0})
+
+
+def panel_title(name: str, width: int = 22) -> str:
+    """``name`` broken into lines of at most ``width`` characters where it has an underscore (a long trainer name
+    on one line runs into its neighbours' titles)."""
+    lines: list[str] = []
+    for part in name.split("_"):
+        if lines and len(lines[-1]) + 1 + len(part) <= width:
+            lines[-1] += "_" + part
+        else:
+            lines.append(part if not lines else "_" + part)
+    return "\n".join(lines)
+
+
 def gallery_picture(case: str, files: CaseFiles, dice: dict[str, float], names: dict[str, str],
                     label_names: dict[str, str], path: Path) -> None:
     """The case's picture (see the module docstring): image, reference, then one panel per model."""
@@ -97,10 +117,10 @@ def gallery_picture(case: str, files: CaseFiles, dice: dict[str, float], names: 
         predictions = {model: array[None] for model, array in predictions.items()}
     z = most_disagreeing_slice(list(predictions.values()))
     shown = np.clip(image[z], *np.percentile(image[z], (1, 99)))
-    labels = sorted(set(np.unique(reference)) | {v for a in predictions.values() for v in np.unique(a)} - {0})
+    labels = contour_labels([reference, *predictions.values()])
     colours = {label: f"C{i}" for i, label in enumerate(labels)}
     panels = [("image", None), ("reference", reference[z])] + [
-        (f"{names[model]}\nDice {dice[model]:.3f}", array[z]) for model, array in predictions.items()]
+        (f"{panel_title(names[model])}\nDice {dice[model]:.3f}", array[z]) for model, array in predictions.items()]
     figure = Figure(figsize=(2.6 * len(panels), 3.2))
     for axes, (title, segmentation) in zip(np.atleast_1d(figure.subplots(1, len(panels))), panels):
         axes.imshow(shown, cmap="gray", interpolation="nearest")

@@ -7,7 +7,7 @@ import SimpleITK as sitk
 from scipy import stats
 
 from nnunet_attention.compare import Model, boundary_metrics, compare_models, control_pairs_of, readable_names
-from nnunet_attention.compare_gallery import disagreement_cases, most_disagreeing_slice
+from nnunet_attention.compare_gallery import contour_labels, disagreement_cases, most_disagreeing_slice, panel_title
 from nnunet_attention.compare_statistics import holm, rank_distribution, significance_matrix
 
 
@@ -151,3 +151,12 @@ def test_the_gallery_shows_the_cases_of_largest_spread_at_the_slice_of_most_disa
     third[3, :3, :3] = 2  # 9 on slice 3
     assert most_disagreeing_slice([first, second, third]) == 3
     assert most_disagreeing_slice([first, first]) == 0
+
+
+def test_gallery_panels_have_titles_that_fit_and_contours_only_for_the_foreground():
+    name = "AttentionUNet_NoAttention_10epochs_16iters_seed0"
+    lines = panel_title(name).split("\n")
+    assert "".join(lines) == name and len(lines) == 3 and max(map(len, lines)) <= 22
+    assert panel_title("U-Net") == "U-Net"
+    reference = np.array([[0, 1], [1, 3]])
+    assert contour_labels([reference, np.array([[0, 2], [0, 0]]), np.zeros((2, 2), int)]) == [1, 2, 3]
