@@ -10,6 +10,6 @@ try:
 except Exception as import_error:  # noqa: BLE001 - any failure must leave nnU-Net's lookup working
     warnings.warn(
         f"nnunet-attention trainers are unavailable ({import_error!r}); nnU-Net's other trainers still work. "
-        f"Reinstall the package (pip install nnunet-attention) to fix it.",
+        f"Reinstall the package from its clone (pip install . in the repository folder) to fix it.",
         stacklevel=1,
     )
