@@ -121,7 +121,8 @@ class AttentionTrainerBase(nnUNetTrainer):
             plan, num_input_channels, num_output_channels, enable_deep_supervision, **cls.architecture_kwargs
         )
         network.apply(network.initialize)
-        return network
+        # a removal control (see removal_control): the same network with its attention removed
+        return remove_attention(network) if cls.controlled_trainer else network
 
     def save_checkpoint(self, filename: str) -> None:
         """nnU-Net's checkpoint, written to a hidden sibling file that replaces ``filename`` only once complete,
@@ -144,26 +145,6 @@ class AttentionTrainerBase(nnUNetTrainer):
         super().load_checkpoint(filename_or_checkpoint)
 
 
-class AttentionRemoved:
-    """Mixin of a removal control: the trainer's network with its attention removed
-    (:func:`~nnunet_attention.architectures.attention_removal.remove_attention`), all else the trainer's."""
-
-    @classmethod
-    def build_network_architecture(
-        cls,
-        plans_manager: PlansManager,
-        configuration_manager: ConfigurationManager,
-        num_input_channels: int,
-        num_output_channels: int,
-        enable_deep_supervision: bool = True,
-    ) -> nn.Module:
-        """The trainer's network with its attention removed; nnU-Net's hook signature spelled out, because nnU-Net
-        picks the hook's calling convention by its parameter names."""
-        return remove_attention(super().build_network_architecture(
-            plans_manager, configuration_manager, num_input_channels, num_output_channels, enable_deep_supervision
-        ))
-
-
 def removal_control(trainer: type[AttentionTrainerBase]) -> type[AttentionTrainerBase]:
     """The removal control of ``trainer``: ``<trainer>_NoAttention``, the same network with its attention removed
     and everything else kept (plan, topology, convolutions, heads, loss, schedule). Assign it in the trainer's
@@ -172,7 +153,7 @@ def removal_control(trainer: type[AttentionTrainerBase]) -> type[AttentionTraine
         nnUNetTrainerX_NoAttention = removal_control(nnUNetTrainerX)
     """
     name = f"{trainer.__name__}{CONTROL_SUFFIX}"
-    return type(name, (AttentionRemoved, trainer), {
+    return type(name, (trainer,), {
         "__module__": trainer.__module__, "__qualname__": name, "controlled_trainer": trainer.__name__,
         "__doc__": f"Removal control of :class:`{trainer.__name__}`: its network with the attention removed "
                    f"(see nnunet_attention.architectures.attention_removal), all else the same.",
