@@ -28,8 +28,6 @@ line per network. Ctrl-C stops the run cleanly: the rows already measured are pr
 
 from __future__ import annotations
 
-import multiprocessing
-import signal
 import statistics
 import sys
 import time
@@ -39,6 +37,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .isolated_call import call_isolated
 from .memory_estimate import training_step_peak_bytes
 from .nnunet_commands import nnunet_chatter_hidden
 from .planned_configuration import PlannedConfiguration
@@ -159,15 +158,6 @@ def measure(trainer: str, plan: PlannedConfiguration, device_name: str, steps: i
     return Measurement(parameters, flops / 1e9, step_seconds, peak_mib, inference, estimate_mib, compiled_seconds)
 
 
-def _measure_in_fresh_process(arguments: tuple) -> Measurement:
-    return measure(*arguments)
-
-
-def _ignore_interrupts() -> None:
-    """In the measuring process: Ctrl-C reaches the whole process group; the parent alone handles it."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def progress(message: str) -> None:
     print(f"[nnunet-attention benchmark] {message}", file=sys.stderr, flush=True)
 
@@ -195,9 +185,9 @@ def batch_size_for(plan: PlannedConfiguration, device: str, batch_size: int | No
 def run_benchmark(plans: Sequence[PlannedConfiguration], device: str, steps: int, batch_size: int | None = None,
                   trainers: Sequence[str] | None = None,
                   with_inference: bool = True) -> dict[str, dict[str, Measurement]]:
-    """plan label -> trainer name -> measurement; every network in a fresh (spawned) process, announced on
-    stderr. Ctrl-C raises :class:`BenchmarkInterrupted` with the measurements taken so far."""
-    context = multiprocessing.get_context("spawn")
+    """plan label -> trainer name -> measurement; every network in a fresh process
+    (:func:`~nnunet_attention.isolated_call.call_isolated`), announced on stderr. Ctrl-C raises
+    :class:`BenchmarkInterrupted` with the measurements taken so far."""
     names = trainers_to_measure(trainers)
     results: dict[str, dict[str, Measurement]] = {}
     try:
@@ -208,9 +198,7 @@ def run_benchmark(plans: Sequence[PlannedConfiguration], device: str, steps: int
             for number, name in enumerate(names, start=1):
                 progress(f"{label}: {display_name(name)} ({number}/{len(names)}) ...")
                 start = time.perf_counter()
-                with context.Pool(1, initializer=_ignore_interrupts) as pool:
-                    arguments = (name, plan, device, steps, batch, with_inference)
-                    results[label][name] = pool.apply(_measure_in_fresh_process, (arguments,))
+                results[label][name] = call_isolated(measure, name, plan, device, steps, batch, with_inference)
                 progress(f"{label}: {display_name(name)} done in {time.perf_counter() - start:.0f} s")
     except KeyboardInterrupt:
         raise BenchmarkInterrupted({label: rows for label, rows in results.items() if rows}) from None
