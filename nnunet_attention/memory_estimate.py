@@ -61,6 +61,6 @@ def training_step_peak_bytes(trainer: str | type, planned: PlannedConfiguration,
     clipping and its optimizer's step, with the weights, the batch and the optimizer state alive throughout."""
     tracker = PeakLiveBytes()
     with constructed_trainer(trainer, planned) as constructed:
-        with FakeTensorMode(), torch.device("cpu"), tracker:
+        with FakeTensorMode(), tracker:
             prepare_training_step(constructed, batch_size, amp=half_precision)()
     return tracker.peak

@@ -80,13 +80,20 @@ def test_plans_file_gives_channels_classes_and_the_median_case(tmp_path):
         PlannedConfiguration.from_plans_file(tmp_path / "nnUNetPlans.json", "3d_fullres")
 
 
-def test_benchmark_command_writes_a_table_with_ratios_and_a_chart(tmp_path, capsys):
-    plans_file = write_tiny_plans(tmp_path / "plans")
+def test_benchmark_command_writes_a_table_with_ratios_and_a_chart_and_reports_progress(tmp_path, capsys):
+    plans_file = write_tiny_plans(tmp_path / "plans", batch_size=4)
     trainer = "nnUNetTrainerAttentionUNet"
     arguments = ["benchmark", "-p", str(plans_file), "-c", "2d", "-tr", trainer,
                  "--steps", "1", "-device", "cpu", "--output", str(tmp_path / "out")]
     assert cli.main(arguments) == 0
-    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| Dataset123_Tiny")]
+    console = capsys.readouterr()
+    assert ("on a CPU each plan runs at batch 2 rather than its planned batch (Dataset123_Tiny 2d 4)" in console.err
+            and "Pass --batch-size N" in console.err)
+    label = "Dataset123_Tiny 2d [32, 32] b2"
+    progress = [line for line in console.err.splitlines() if line.startswith("[nnunet-attention benchmark] " + label)]
+    assert [line.split(": ", 1)[1].rsplit(" in ", 1)[0] for line in progress] == [
+        f"{REFERENCE} (1/2) ...", f"{REFERENCE} done", f"{trainer} (2/2) ...", f"{trainer} done"]
+    table = [line for line in console.out.splitlines() if line.startswith("| Dataset123_Tiny")]
     assert [row.split(" | ")[1] for row in table] == [REFERENCE, trainer]
     measured = json.loads((tmp_path / "out" / "benchmark.json").read_text())["Dataset123_Tiny 2d [32, 32] b2"]
     reference_cells, trainer_cells = (row.strip("| ").split(" | ") for row in table)
@@ -134,27 +141,12 @@ def test_cpu_runs_the_presets_at_a_small_batch_unless_told_otherwise():
     assert batch_size_for(acdc_2d, "cpu", 8) == 8
 
 
-def test_cpu_run_says_it_shrinks_the_batch_and_reports_progress_per_network(tmp_path):
-    plans_file = write_tiny_plans(tmp_path / "plans", batch_size=4)
-    trainer = "nnUNetTrainerMCANet"
-    process = benchmark_process("--plans", str(plans_file), "--configuration", "2d", "--trainers", trainer,
-                                "--steps", "1", "--no-inference", "--device", "cpu", "--output", str(tmp_path / "out"))
-    stdout, stderr = process.communicate(timeout=300)
-    assert process.returncode == 0, stderr
-    assert ("on a CPU each plan runs at batch 2 rather than its planned batch (Dataset123_Tiny 2d 4)" in stderr
-            and "Pass --batch-size N" in stderr)
-    label = "Dataset123_Tiny 2d [32, 32] b2"
-    progress = [line for line in stderr.splitlines() if line.startswith("[nnunet-attention benchmark] " + label)]
-    assert [line.split(": ", 1)[1].rsplit(" in ", 1)[0] for line in progress] == [
-        f"{REFERENCE} (1/2) ...", f"{REFERENCE} done", f"{trainer} (2/2) ...", f"{trainer} done"]
-    assert [row.split(" | ")[1] for row in stdout.splitlines() if row.startswith("| " + label)] == [REFERENCE, trainer]
-
-
 def test_ctrl_c_keeps_the_rows_measured_and_ends_with_a_message_not_a_traceback(tmp_path):
     plans_file = write_tiny_plans(tmp_path / "plans")
     output = tmp_path / "out"
     process = benchmark_process("--plans", str(plans_file), "--configuration", "2d", "--trainers",
-                                "nnUNetTrainerMSGA", "--steps", "200", "--device", "cpu", "--output", str(output))
+                                "nnUNetTrainerMSGA", "--steps", "200", "--no-inference", "--device", "cpu", "--output",
+                                str(output))
     try:
         for line in process.stderr:  # Ctrl-C as the next network's process starts (it imports torch meanwhile)
             if "(2/2) ..." in line:
@@ -170,6 +162,7 @@ def test_ctrl_c_keeps_the_rows_measured_and_ends_with_a_message_not_a_traceback(
     rows = [row.split(" | ")[1] for row in stdout.splitlines() if row.startswith("| Dataset123_Tiny")]
     assert rows == [REFERENCE]
     assert "INTERRUPTED" in (output / "benchmark_interrupted.md").read_text()
-    assert list(json.loads((output / "benchmark_interrupted.json").read_text())["Dataset123_Tiny 2d [32, 32] b2"]) == [
-        REFERENCE_TRAINER]
+    saved = json.loads((output / "benchmark_interrupted.json").read_text())["Dataset123_Tiny 2d [32, 32] b2"]
+    assert list(saved) == [REFERENCE_TRAINER]
+    assert saved[REFERENCE_TRAINER]["inference_seconds"] is None  # --no-inference
     assert not (output / "benchmark.md").exists() and not (output / "benchmark.json").exists()

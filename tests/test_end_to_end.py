@@ -82,6 +82,9 @@ def schedule_of(trainer_name: str, configuration: str) -> tuple[int, int, float]
     epochs, iterations, bar = SCHEDULES[configuration]
     trainer_name = getattr(TRAINERS_AND_CONTROLS[trainer_name], "controlled_trainer", None) or trainer_name
     return (*LONGER_SCHEDULES.get((trainer_name, configuration), (epochs, iterations)), bar)
+#: (epochs, iterations) of the reference trainer's 2d run through the demo: on the 10-epoch schedule its pseudo Dice
+#: passed 0.84 on every label by the sixth epoch (the demo's log, 2 cores)
+DEMO_SCHEDULE = (6, 16)
 #: (epochs, iterations) of a model that only has to exist: attention maps and fine-tuning read its folder
 BRIEF_SCHEDULE = (2, 4)
 #: every end-to-end run is seeded (see write_short_schedule_trainer): its Dice repeats on one machine
@@ -247,7 +250,7 @@ def test_reference_trainer_through_the_demo(prepared_workdirs, capfd):
     network stays below the bar the trained one clears."""
     trainer_name, configuration = REFERENCE_TRAINER, "2d"
     workdir = prepared_workdirs(configuration)
-    epochs, iterations, bar = schedule_of(trainer_name, configuration)
+    (epochs, iterations), bar = DEMO_SCHEDULE, schedule_of(trainer_name, configuration)[2]
     dice, console = run_demo_command(trainer_name, configuration, epochs, iterations, workdir)
     assert dice > bar
     assert untrained_dice(workdir, configuration, TRAINERS[trainer_name]) < bar
@@ -279,7 +282,7 @@ def test_every_stock_command_that_reads_a_model_folder(prepared_workdirs, traine
     """Predict from the model folder, ensemble, evaluate, find the best configuration among two trainers."""
     trainer_name, configuration = REFERENCE_TRAINER, "2d"
     workdir = prepared_workdirs(configuration)
-    epochs, iterations, bar = schedule_of(trainer_name, configuration)
+    (epochs, iterations), bar = DEMO_SCHEDULE, schedule_of(trainer_name, configuration)[2]
     if not (workdir / "demo.log").exists():
         run_demo_command(trainer_name, configuration, epochs, iterations, workdir)
     spec = DEMO_DATASETS[configuration]

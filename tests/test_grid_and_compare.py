@@ -1,6 +1,6 @@
-"""``nnunet-attention train-grid`` and ``compare`` on real nnU-Net output: two trainers x two folds trained
-briefly on the synthetic 2d dataset by the grid (stopped after its first job and run again), then compared.
-The leaderboard's numbers are recomputed here from nnU-Net's summary files and scipy."""
+"""``nnunet-attention train-grid`` and ``compare`` on real nnU-Net output: two trainers and the first one's removal
+control, fold 0, trained briefly on the synthetic 2d dataset by the grid (stopped after its first job and run
+again), then compared. The leaderboard's numbers are recomputed here from nnU-Net's summary files and scipy."""
 
 import json
 import os
@@ -24,7 +24,7 @@ from nnunet_attention.synth import LABELS
 pytestmark = pytest.mark.e2e
 
 GRID_TRAINERS = ("nnUNetTrainerAttentionUNet", "nnUNetTrainerNonLocalUNet")
-FOLDS = ("0", "1")
+FOLDS = ("0",)
 SPEC = DEMO_DATASETS["2d"]
 
 
@@ -34,22 +34,26 @@ def cli(*arguments: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def grid_run(tmp_path_factory):
-    """The grid run once, killed (SIGKILL, as a crash or a cancelled job) right after its second job started,
-    then run again to the end: (environment, short trainer names, first run's output, second run's output,
-    the first job's summary modification time before the second run)."""
+    """The grid (the two trainers, then the first one's removal control) run once, killed (SIGKILL, as a crash or
+    a cancelled job) right after its second job started, then run again to the end: (environment, the trainers'
+    short-schedule names, first run's output, second run's output, the first job's summary modification time before
+    the second run, the control's short-schedule name in a list)."""
     workdir = tmp_path_factory.mktemp("grid")
     environment = nnunet_environment(workdir, "cpu")
     prepare_dataset(SPEC, "2d", environment, workdir / "prepare.log")
-    names = [write_short_schedule_trainer(workdir / "trainers", TRAINERS[t], 1, 2, val_iterations=1, seed=0,
-                                          validation_mirroring=False) for t in GRID_TRAINERS]
+    names, controls = ([write_short_schedule_trainer(workdir / "trainers", trainer, 1, 2, val_iterations=1, seed=0,
+                                                     validation_mirroring=False) for trainer in trainers]
+                       for trainers in ([TRAINERS[t] for t in GRID_TRAINERS],
+                                        [CONTROLS[control_of(GRID_TRAINERS[0])]]))
+    assert controls == [control_of(names[0])]  # paired by nnU-Net's variant naming
     environment = with_ext_trainer_folder(environment, workdir / "trainers")
-    command = cli("train-grid", "-d", str(SPEC.dataset_id), "-c", "2d", "-tr", *names, "--folds", *FOLDS,
+    command = cli("train-grid", "-d", str(SPEC.dataset_id), "-c", "2d", "-tr", *names, *controls, "--folds", *FOLDS,
                   "--device", "cpu", "--logs", str(workdir / "logs"))
     first = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, text=True, start_new_session=True)
     first_output = []
     for line in first.stdout:
         first_output.append(line)
-        if f"{names[0]} 2d fold 1: starting" in line:
+        if f"{names[1]} 2d fold 0: starting" in line:
             os.killpg(first.pid, signal.SIGKILL)
             break
     first.wait()
@@ -57,7 +61,7 @@ def grid_run(tmp_path_factory):
     finished_at = first_summary.stat().st_mtime
     second = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    return environment, names, "".join(first_output), second.stdout, finished_at
+    return environment, names, "".join(first_output), second.stdout, finished_at, controls
 
 
 def fold_summary(environment, trainer: str, fold: str):
@@ -68,13 +72,13 @@ def fold_summary(environment, trainer: str, fold: str):
 
 
 def test_grid_runs_only_what_is_not_finished_after_a_kill(grid_run):
-    environment, names, first, second, finished_at = grid_run
+    environment, names, first, second, finished_at, controls = grid_run
     assert f"{names[0]} 2d fold 0: starting" in first
     assert f"{names[0]} 2d fold 0: finished, skipped" in second
     started = re.findall(r"\] (\S+ 2d fold \d): (?:starting|continuing)", second)
-    assert started == [f"{names[0]} 2d fold 1", f"{names[1]} 2d fold 0", f"{names[1]} 2d fold 1"]
+    assert started == [f"{name} 2d fold 0" for name in (names[1], *controls)]
     assert fold_summary(environment, names[0], "0").stat().st_mtime == finished_at  # not run again
-    assert all(fold_summary(environment, name, fold).is_file() for name in names for fold in FOLDS)
+    assert all(fold_summary(environment, name, "0").is_file() for name in (*names, *controls))
     assert "all 4 jobs of the grid are finished" in second
 
 
@@ -82,15 +86,15 @@ def test_slurm_script_is_bash_whose_array_indices_are_the_unfinished_jobs(grid_r
     environment, names, *_ = grid_run
     script = tmp_path / "grid.sbatch"
     result = subprocess.run(cli("train-grid", "-d", str(SPEC.dataset_id), "-c", "2d", "-tr", *names, "--folds", "0",
-                                "1", "2", "--slurm", str(script)), env=environment, capture_output=True, text=True)
+                                "1", "--slurm", str(script)), env=environment, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     text = script.read_text()
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
-    assert "#SBATCH --array=0-1" in text  # folds 0 and 1 are finished: fold 2 of each trainer remains
+    assert "#SBATCH --array=0-1" in text  # fold 0 is finished: fold 1 of each trainer remains
     listed = subprocess.run(["bash", "-c", f'eval "$(sed -n "/^JOBS=(/,/^)/p" {script})"; '
                              'for i in "${!JOBS[@]}"; do echo "$i ${JOBS[$i]}"; done'],
                             capture_output=True, text=True).stdout.splitlines()
-    assert listed == [f"{i} nnUNetv2_train {SPEC.dataset_id} 2d 2 -tr {name} -p nnUNetPlans --c"
+    assert listed == [f"{i} nnUNetv2_train {SPEC.dataset_id} 2d 1 -tr {name} -p nnUNetPlans --c"
                       for i, name in enumerate(names)]
 
 
@@ -149,11 +153,11 @@ def test_compare_leaderboard_equals_the_summaries_and_scipy(grid_run, tmp_path):
 def test_compare_says_which_folds_are_missing(grid_run, tmp_path):
     environment, names, *_ = grid_run
     result = subprocess.run(cli("compare", "-d", str(SPEC.dataset_id), "-c", "2d", "-tr", *names, "--folds", "0", "1",
-                                "2", "--baseline", names[0], "-o", str(tmp_path / "out")), env=environment,
+                                "--baseline", names[0], "-o", str(tmp_path / "out")), env=environment,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     for name in names:
-        assert f"{name} 2d: fold 2 has no validation summary" in result.stderr
+        assert f"{name} 2d: fold 1 has no validation summary" in result.stderr
     nothing = subprocess.run(cli("compare", "-d", str(SPEC.dataset_id), "-c", "2d", "-tr", "nnUNetTrainer",
                                  "--folds", "0", "-o", str(tmp_path / "none")), env=environment, capture_output=True,
                              text=True)
@@ -201,35 +205,17 @@ def test_compare_names_the_plans_a_trainer_was_trained_with(grid_run, tmp_path):
     assert "it was trained with plans nnUNetPlans: pass -p" in result.stderr
 
 
-@pytest.fixture(scope="module")
-def grid_controls(grid_run):
-    """The removal controls of the grid's trainers, trained by the grid on the same schedule and folds: their
-    short-schedule names, which pair with the trainers' by nnU-Net's variant naming."""
-    environment, names, *_ = grid_run
-    trainers_folder = environment["nnUNet_extTrainer"].split(os.pathsep)[-1]
-    from pathlib import Path
-
-    controls = [write_short_schedule_trainer(Path(trainers_folder), CONTROLS[control_of(t)], 1, 2, val_iterations=1,
-                                             seed=0, validation_mirroring=False) for t in GRID_TRAINERS]
-    assert controls == [control_of(name) for name in names]
-    result = subprocess.run(cli("train-grid", "-d", str(SPEC.dataset_id), "-c", "2d", "-tr", *controls, "-f", *FOLDS,
-                                "-device", "cpu"), env=environment, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return controls
-
-
-def test_compare_with_controls_reports_the_attentions_contribution_in_one_html_report(grid_run, grid_controls,
-                                                                                       tmp_path):
+def test_compare_with_controls_reports_the_attentions_contribution_in_one_html_report(grid_run, tmp_path):
     from html.parser import HTMLParser
 
-    environment, names, *_ = grid_run
+    environment, names, *_, grid_controls = grid_run
     output = tmp_path / "comparison"
     result = subprocess.run(cli("compare", "-d", str(SPEC.dataset_id), "-c", "2d", "-tr", *names, "-f", *FOLDS,
                                 "--baseline", names[0], "-o", str(output), "--controls", "--cases", "3"),
                             env=environment, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((output / "leaderboard.json").read_text())
-    assert len(report["leaderboard"]) == 4  # the two trainers and their controls, read without being listed
+    assert len(report["leaderboard"]) == 3  # the two trainers and the control, read without being listed
     per_case = {}
     for name in [*names, *grid_controls]:
         dice = summary_dice(environment, name)
@@ -245,15 +231,19 @@ def test_compare_with_controls_reports_the_attentions_contribution_in_one_html_r
         assert row["attention's contribution"] == pytest.approx((per_case[name] - per_case[control]).mean(), abs=1e-12)
         assert row["Wilcoxon p"] == pytest.approx(stats.wilcoxon(per_case[name], per_case[control]).pvalue)
         tests[f"{name} 2d vs control"] = row["Wilcoxon p"]
-    # one Holm family: three comparisons against the baseline, two against the controls
+    # one Holm family: two comparisons against the baseline, one against the control
     from statsmodels.stats.multitest import multipletests
 
     corrected = dict(zip(tests, multipletests(list(tests.values()), method="holm")[1]))
     board = {row["model"]: row for row in report["leaderboard"]}
     for name in challengers:
         assert board[f"{name} 2d"]["Wilcoxon p (Holm)"] == pytest.approx(corrected[f"{name} 2d"])
-    for name in names:
+    for name in names[:1]:
         assert controls[f"{name} 2d"]["Wilcoxon p (Holm)"] == pytest.approx(corrected[f"{name} 2d vs control"])
+    untrained_control = control_of(names[1])  # the second trainer's control was not trained: said, not compared
+    assert sorted(controls) == [f"{names[0]} 2d"]
+    assert (f"{names[1]} 2d: its removal control {untrained_control} has no validation results; train it with "
+            f"nnunet-attention train-grid -tr {untrained_control}") in " ".join(report["messages"])
 
     class Page(HTMLParser):
         def __init__(self):

@@ -71,7 +71,13 @@ def without_names_and_estimates(configuration: dict) -> dict:
     return {key: value for key, value in configuration.items() if key not in ("data_identifier", ESTIMATE_KEY)}
 
 
-@pytest.mark.parametrize("fingerprint", sorted(PRESET_FINGERPRINTS))
+#: the default run checks ACDC (2d and 3d_fullres); the other fingerprints run the same planner on other data
+#: (opt-in: -m slow)
+DEFAULT_FINGERPRINTS = ("acdc",)
+
+
+@pytest.mark.parametrize("fingerprint", [name if name in DEFAULT_FINGERPRINTS else pytest.param(
+    name, marks=pytest.mark.slow) for name in sorted(PRESET_FINGERPRINTS)])
 def test_planning_for_nnunets_unet_gives_nnunets_own_plans_and_the_presets(fingerprint, fingerprint_folders):
     root, environment = fingerprint_folders
     run(["nnUNetv2_plan_experiment", "-d", str(DATASET_IDS[fingerprint])], environment)
@@ -88,7 +94,16 @@ def test_planning_for_nnunets_unet_gives_nnunets_own_plans_and_the_presets(finge
                                   "gpu_memory_target_in_gb": 8}
 
 
-@pytest.mark.parametrize("trainer", sorted(TRAINERS))
+#: planned through the command in the default run: both branches of the test, the Non-local U-Net heavier than
+#: nnU-Net's U-Net on ACDC 2d (1.12x on nnU-Net's plan) and MCANet lighter on 3d_fullres (0.82x). The planner is
+#: one code path for every trainer given the trainer's estimate, which
+#: test_estimate_matches_a_cpu_training_steps_measured_peak checks for every network, and MT-UNet is planned
+#: through the command by the ResEnc test; the other trainers are planned here with -m slow
+DEFAULT_PLANNED_TRAINERS = ("nnUNetTrainerMCANet", "nnUNetTrainerNonLocalUNet")
+
+
+@pytest.mark.parametrize("trainer", [name if name in DEFAULT_PLANNED_TRAINERS else pytest.param(
+    name, marks=pytest.mark.slow) for name in sorted(TRAINERS)])
 def test_each_trainer_gets_a_plan_within_the_target_smaller_where_its_network_is_heavier(
     trainer, acdc_plans_for_nnunets_unet
 ):
@@ -179,10 +194,12 @@ def test_estimate_matches_a_cpu_training_steps_measured_peak(preset):
     for plan, measurements in zip(plans, measured.values()):
         assert len(measurements) == len(ESTIMATE_CHECKS[preset]) + 1  # with nnU-Net's U-Net
         for name, measurement in measurements.items():
-            estimate = training_step_peak_bytes(name, plan, 2, half_precision=False) / 2**20
-            assert measurement.estimated_peak_mib == estimate  # the benchmark's column
+            estimate = measurement.estimated_peak_mib
             assert estimate <= measurement.peak_mib <= RESIDENT_FACTOR * estimate + RESIDENT_OVERHEAD_MIB, (
                 plan.name, name, estimate, measurement.peak_mib)
+        checked = ESTIMATE_CHECKS[preset][0]  # the benchmark's column is the planner's estimate (one network here)
+        assert measurements[checked].estimated_peak_mib == training_step_peak_bytes(checked, plan, 2,
+                                                                                    half_precision=False) / 2**20
 
 
 def test_resenc_planner_gives_nnunets_resenc_plans_and_plans_attention_trainers_on_them(fingerprint_folders):

@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -35,20 +36,15 @@ def planned(tmp_path_factory):
     environment.pop("nnUNet_n_proc_DA", None)
     for spec in DATASETS.values():
         write_dataset(spec, root / "raw")
-        dataset = str(spec.dataset_id)
-        subprocess.run(
-            ["nnUNetv2_extract_fingerprint", "-d", dataset, "-np", "2"],
-            env=environment,
-            check=True,
-            capture_output=True,
-        )
-        for planner in PLANNERS.values():
-            subprocess.run(
-                ["nnUNetv2_plan_experiment", "-d", dataset, "-pl", planner],
-                env=environment,
-                check=True,
-                capture_output=True,
-            )
+    # what nnUNetv2_extract_fingerprint and nnUNetv2_plan_experiment -pl PLANNER call, in one process: nnU-Net
+    # reads its folders from the environment when it is imported
+    identifiers = [spec.dataset_id for spec in DATASETS.values()]
+    planning = "\n".join([
+        "from nnunetv2.experiment_planning.plan_and_preprocess_api import extract_fingerprints, plan_experiments",
+        f"extract_fingerprints({identifiers}, num_processes=2)",
+        *(f"plan_experiments({identifiers}, {planner!r})" for planner in PLANNERS.values()),
+    ])
+    subprocess.run([sys.executable, "-c", planning], env=environment, check=True, capture_output=True)
     return root / "pre"
 
 
