@@ -68,19 +68,44 @@ def write_png(map_slice: np.ndarray, scale: tuple[float, float], path: Path) -> 
         imsave(partial, map_slice, cmap="viridis", vmin=scale[0], vmax=scale[1])
 
 
+#: opacity of a map over its image where the map is at the top of its colour scale; it falls to 0 at the bottom,
+#: so the image stays visible wherever the attention is low
+OVERLAY_MAX_OPACITY = 0.7
+
+
+def overlay_opacity(map_slice: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
+    """Per-pixel opacity of ``map_slice`` ``(H, W)`` over its image: 0 at ``scale[0]`` (or below), rising linearly
+    to :data:`OVERLAY_MAX_OPACITY` at ``scale[1]`` (or above)."""
+    low, high = scale
+    fraction = (map_slice - low) / (high - low) if high > low else np.ones_like(map_slice)
+    return OVERLAY_MAX_OPACITY * np.clip(fraction, 0.0, 1.0)
+
+
 def write_overlay_png(image_slice: np.ndarray, map_slice: np.ndarray, scale: tuple[float, float], title: str,
                       path: Path) -> None:
+    """The image slice ``(H, W)`` alone, and beside it the map over it (viridis, opaque where the map is high, see
+    :func:`overlay_opacity`), with the map's colour bar and ``title`` above."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(6, 6 * image_slice.shape[0] / image_slice.shape[1] + 0.6))
-    axes = figure.subplots()
-    axes.imshow(image_slice, cmap="gray")
-    shown = axes.imshow(map_slice, cmap="jet", alpha=0.45, vmin=scale[0], vmax=scale[1])
-    figure.colorbar(shown, ax=axes, fraction=0.046, pad=0.04)
-    axes.set_title(title, fontsize=8)
-    axes.set_axis_off()
+    height = 6 * image_slice.shape[0] / image_slice.shape[1]
+    figure = Figure(figsize=(11, height + 1.0), layout="constrained")
+    image_axes, overlay_axes = figure.subplots(1, 2)
+    for axes in (image_axes, overlay_axes):
+        axes.imshow(image_slice, cmap="gray")
+        axes.set_axis_off()
+    shown = overlay_axes.imshow(map_slice, cmap="viridis", alpha=overlay_opacity(map_slice, scale), vmin=scale[0],
+                                vmax=scale[1])
+    figure.colorbar(shown, ax=overlay_axes, fraction=0.046, pad=0.04)
+    figure.suptitle(title, fontsize=8)
     with atomic_path(path) as partial:
         figure.savefig(partial, dpi=100, bbox_inches="tight", format="png")
+
+
+def overlay_title(case_name: str, map_name: str, overlay_slice: int, slices: int) -> str:
+    """The first line of an overlay's title: the case, the slice shown where the image has more than one (an index
+    into the image's first array axis, as ``--slice`` takes it), and the map."""
+    where = f", slice {overlay_slice} of 0-{slices - 1} (first array axis)" if slices > 1 else ""
+    return f"{case_name}{where}: {map_name}"
 
 
 @dataclass
@@ -115,7 +140,8 @@ def write_case_maps(case: CaseMaps, network: ProbedNetwork, output_folder: str |
         scale = colour_scale(values, probe.value_range)
         files = [f"{name}.nii.gz", f"{name}_overlay.png"]
         write_like_image(attention_map, case.properties, case_folder / files[0])
-        title = f"{case.name}: {name}\n" + textwrap.fill(probe.description, 80) + "\n" + range_caption(values, scale)
+        title = (overlay_title(case.name, name, case.overlay_slice, attention_map.shape[0]) + "\n"
+                 + textwrap.fill(probe.description, 80) + "\n" + range_caption(values, scale))
         write_overlay_png(case.image_slice, attention_map[case.overlay_slice], scale, title, case_folder / files[1])
         if is_two_dimensional(case.properties):
             files.append(f"{name}.png")

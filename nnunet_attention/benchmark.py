@@ -76,6 +76,8 @@ class Measurement:
     inference_seconds: float | None
     estimated_peak_mib: float
     compiled_step_seconds: float | None = None
+    #: the timed training steps' (slowest - fastest) / median; None for a single step
+    step_spread: float | None = None
 
     @property
     def flop_rate(self) -> float:
@@ -86,6 +88,12 @@ class Measurement:
 
 def median_seconds(run: Callable[[], object], steps: int, device: torch.device, warm_up: int = WARM_UP_STEPS) -> float:
     """Median wall time of ``run`` over ``steps`` calls after ``warm_up`` untimed ones (CUDA synchronised)."""
+    return statistics.median(step_times(run, steps, device, warm_up))
+
+
+def step_times(run: Callable[[], object], steps: int, device: torch.device, warm_up: int = WARM_UP_STEPS
+               ) -> list[float]:
+    """Wall time of each of ``steps`` calls of ``run`` after ``warm_up`` untimed ones (CUDA synchronised)."""
     for _ in range(warm_up):
         run()
     times = []
@@ -97,7 +105,7 @@ def median_seconds(run: Callable[[], object], steps: int, device: torch.device, 
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
 
 
 def forward_flops(network: nn.Module, image: torch.Tensor) -> int:
@@ -141,7 +149,8 @@ def measure(trainer: str, plan: PlannedConfiguration, device_name: str, steps: i
             torch.cuda.reset_peak_memory_stats(device)
         reset_peak_resident()
         resident_before = resident_mib()
-        step_seconds = median_seconds(step, steps, device)
+        times = step_times(step, steps, device)
+        step_seconds = statistics.median(times)
         if amp:
             peak_mib = torch.cuda.max_memory_allocated(device) / 2**20
         else:
@@ -155,7 +164,33 @@ def measure(trainer: str, plan: PlannedConfiguration, device_name: str, steps: i
         flops = forward_flops(network, torch.randn(1, plan.input_channels, *plan.patch_size, device=device))
     inference = inference_seconds(trainer, plan, device) if with_inference else None
     estimate_mib = training_step_peak_bytes(trainer, plan, batch_size, half_precision=amp) / 2**20
-    return Measurement(parameters, flops / 1e9, step_seconds, peak_mib, inference, estimate_mib, compiled_seconds)
+    spread = (max(times) - min(times)) / step_seconds if len(times) > 1 else None
+    return Measurement(parameters, flops / 1e9, step_seconds, peak_mib, inference, estimate_mib, compiled_seconds,
+                       spread)
+
+
+#: a network whose timed steps differ by more than this fraction of their median was disturbed while measured
+UNSTABLE_SPREAD = 0.5
+#: a 1-minute load average above this fraction of the usable cores when a run starts: something else is running
+BUSY_LOAD_PER_CORE = 0.5
+
+
+def untrustworthy_timings(results: dict[str, dict[str, Measurement]], load_at_start: float, cores: int
+                          ) -> list[str]:
+    """Why the timings of ``results`` (and their ratios) cannot be trusted, if they cannot: the machine was busy
+    when the run started (``load_at_start``, the 1-minute load average, on ``cores``), or a network's timed steps
+    spread by more than :data:`UNSTABLE_SPREAD` of their median (another process took the cores meanwhile)."""
+    reasons = []
+    if load_at_start > BUSY_LOAD_PER_CORE * cores:
+        reasons.append(f"the machine was busy when the benchmark started (load average {load_at_start:.1f} on "
+                       f"{cores} cores)")
+    unstable = [f"{display_name(name)} on {label} ({measurement.step_spread:.0%})"
+                for label, rows in results.items() for name, measurement in rows.items()
+                if measurement.step_spread is not None and measurement.step_spread > UNSTABLE_SPREAD]
+    if unstable:
+        reasons.append(f"the timed steps spread by more than {UNSTABLE_SPREAD:.0%} of their median for "
+                       f"{', '.join(unstable)}")
+    return reasons
 
 
 def progress(message: str) -> None:

@@ -4,6 +4,7 @@ Ctrl-C, the rows measured before it)."""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from .errors import UsageError
@@ -39,7 +40,14 @@ def run_from_arguments(args: argparse.Namespace) -> str:
         raise UsageError(f"--steps must be at least 1, got {args.steps}")
     if args.batch_size is not None and args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
-    from .benchmark import BenchmarkInterrupted, cpu_batch_note, progress, run_benchmark, trainers_to_measure
+    from .benchmark import (
+        BenchmarkInterrupted,
+        cpu_batch_note,
+        progress,
+        run_benchmark,
+        trainers_to_measure,
+        untrustworthy_timings,
+    )
     from .benchmark_report import device_description, markdown_table, ratio_chart, write_report
     from .devices import resolve_device
 
@@ -62,6 +70,7 @@ def run_from_arguments(args: argparse.Namespace) -> str:
     heading = (f"## Networks on nnU-Net plans ({device_description(device)}; train step {step_kind}, "
                f"median of {args.steps})")
     output = Path(args.output)
+    load_at_start, cores = os.getloadavg()[0], len(os.sched_getaffinity(0))
     try:
         results = run_benchmark(plans, device_name, args.steps, args.batch_size, args.trainers,
                                 not args.no_inference)
@@ -72,6 +81,12 @@ def run_from_arguments(args: argparse.Namespace) -> str:
             write_report(output, "benchmark_interrupted", report, interrupted.results)
             print(report)
         raise
+    reasons = untrustworthy_timings(results, load_at_start, cores)
+    if reasons:
+        warning = (f"timings not trustworthy: {'; '.join(reasons)}. The ratios compare steps measured under "
+                   f"different loads: run again on an idle machine")
+        progress(warning)
+        sections.append(f"**Warning: {warning}.**")
     report = "\n\n".join([*sections, heading, markdown_table(results)]) + "\n"
     write_report(output, "benchmark", report, results)
     ratio_chart(results, output / "benchmark.png")

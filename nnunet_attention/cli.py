@@ -24,7 +24,8 @@ FOLDS_0_TO_4 = ["0", "1", "2", "3", "4"]
 def _add_demo_parser(subparsers) -> None:
     flags = nnunet_flags(
         trainer={"default": "nnUNetTrainerAttentionUNet", "help": "trainer class name (default: %(default)s)"},
-        configuration={"default": "2d", "choices": ["2d", "3d_fullres"], "help": "nnU-Net configuration"},
+        configuration={"default": "2d", "choices": ["2d", "3d_fullres"],
+                       "help": "nnU-Net configuration (default: %(default)s)"},
         fold={"default": "0", "help": "fold to train, 0-4 or 'all' (default: %(default)s)"},
         device={"default": "auto", "choices": DEVICE_CHOICES,
                 "help": "auto picks cuda when available (default: %(default)s)"},
@@ -80,7 +81,8 @@ def _add_synth_parser(subparsers) -> None:
 def _add_attention_maps_parser(subparsers) -> None:
     flags = nnunet_flags(
         fold={"nargs": "+", "default": ["0"], "help": "folds to ensemble (default: 0)"},
-        device={"default": "auto", "choices": DEVICE_CHOICES, "help": "auto picks cuda when available"},
+        device={"default": "auto", "choices": DEVICE_CHOICES,
+                "help": "auto picks cuda when available (default: %(default)s)"},
     )
     parser = subparsers.add_parser(
         "attention-maps", parents=[flags],
@@ -94,7 +96,8 @@ def _add_attention_maps_parser(subparsers) -> None:
     parser.add_argument("-m", required=True, dest="model_folder",
                         help="trained model folder, e.g. "
                         "nnUNet_results/Dataset027_ACDC/nnUNetTrainerMTUNet__nnUNetPlans__2d")
-    parser.add_argument("-chk", default="checkpoint_final.pth", dest="checkpoint", help="checkpoint file name")
+    parser.add_argument("-chk", default="checkpoint_final.pth", dest="checkpoint",
+                        help="checkpoint file name (default: %(default)s)")
     parser.add_argument("--slice", type=int, default=None,
                         help="overlay slice: index along the image's first array axis (default: the middle)")
     parser.add_argument("--disable_tta", action="store_true", help="no mirroring test-time augmentation")
@@ -134,7 +137,7 @@ def _add_plan_parser(subparsers) -> None:
 
 
 def _run_plan(args: argparse.Namespace) -> int:
-    from .planning import plan_for_trainer, plans_summary, require_cuda_for_verify, verify_on_cuda
+    from .planning import next_commands, plan_for_trainer, plans_summary, require_cuda_for_verify, verify_on_cuda
 
     if args.verify:  # before planning: say it at once
         require_cuda_for_verify()
@@ -143,13 +146,13 @@ def _run_plan(args: argparse.Namespace) -> int:
                                          args.num_processes)
     print(f"[nnunet-attention plan] {plans_name} for {args.trainers}:")
     print(plans_summary(plans))
+    planned = [c for c in args.configurations if "patch_size" in plans["configurations"].get(c, {})]
     if args.verify:
         target = plans["attention_aware_planning"]["gpu_memory_target_in_gb"]
-        configurations = [c for c in args.configurations if "patch_size" in plans["configurations"].get(c, {})]
-        for line in verify_on_cuda(args.dataset_id, plans_name, args.trainers, tuple(configurations), target):
+        for line in verify_on_cuda(args.dataset_id, plans_name, args.trainers, tuple(planned), target):
             print(f"[nnunet-attention plan] {line}")
-    print(f"[nnunet-attention plan] train with: nnUNetv2_train {args.dataset_id} CONFIGURATION FOLD "
-          f"-tr {args.trainers} -p {plans_name}")
+    for command in next_commands(args.dataset_id, args.trainers, plans_name, planned, args.preprocess):
+        print(f"[nnunet-attention plan] {command}")
     return 0
 
 
@@ -210,7 +213,12 @@ def _run_train_grid(args: argparse.Namespace) -> int:
         report(f"wrote {args.slurm}: {len(unfinished)} of {len(jobs)} jobs (array 0-{len(unfinished) - 1}); "
                f"submit with: sbatch {args.slurm}")
         return 0
-    failed = run_grid(jobs, args.gpus, args.device, Path(args.logs), report)
+    try:
+        failed = run_grid(jobs, args.gpus, args.device, Path(args.logs), report)
+    except KeyboardInterrupt:
+        report("interrupted (Ctrl-C): the running jobs were stopped. The same command continues the grid: it skips "
+               "the finished folds and resumes the others with --c from their last checkpoint")
+        return 130
     if failed:
         report(f"{len(failed)} job(s) failed (see their logs): {', '.join(failed)}")
         return 1
@@ -228,7 +236,7 @@ def _add_compare_parser(subparsers) -> None:
         help="leaderboard of trainers on nnU-Net's cross-validation, with confidence intervals and paired tests",
         description="Read fold_X/validation/summary.json of every trainer x configuration under nnUNet_results and "
         "write a leaderboard (markdown, CSV, JSON: Dice per label and overall, std over cases, per-fold means, "
-        "rank, paired difference to the baseline with a bootstrap 95%% CI, Wilcoxon p Holm-corrected) and a "
+        "rank, paired difference to the baseline with a bootstrap 95% CI, Wilcoxon p Holm-corrected) and a "
         "per-case Dice plot. Models are compared on the cases all of them validated.",
     )
     parser.add_argument("--baseline", default="nnUNetTrainer",
@@ -296,7 +304,8 @@ def _add_benchmark_parser(subparsers) -> None:
         configuration={"nargs": "+", "default": ["2d", "3d_fullres"],
                        "help": "configurations of -p (default: %(default)s)"},
         trainer={"nargs": "+", "default": None, "help": "a subset of the trainers (default: all)"},
-        device={"default": "auto", "choices": DEVICE_CHOICES, "help": "auto picks cuda when available"},
+        device={"default": "auto", "choices": DEVICE_CHOICES,
+                "help": "auto picks cuda when available (default: %(default)s)"},
     )
     parser = subparsers.add_parser(
         "benchmark", parents=[flags],

@@ -129,7 +129,7 @@ def compare_models(metrics: pd.DataFrame, baseline: str, messages: list[str],
     """The leaderboard of the models in ``metrics`` (rows as :func:`read_validation` gives them), on the cases all
     of them validated, against ``baseline`` (a model name); and for each ``(model, its control)`` of
     ``control_pairs`` the attention's contribution. Labels are shown by ``names_of_labels`` where given."""
-    from .compare_statistics import holm, paired_difference
+    from .compare_statistics import holm, paired_difference, too_few_cases_message
 
     messages = list(messages)
     names_of_labels = names_of_labels or {}
@@ -139,6 +139,9 @@ def compare_models(metrics: pd.DataFrame, baseline: str, messages: list[str],
         if cases != common:
             messages.append(f"{model}: {len(cases - common)} of its {len(cases)} validation cases are not validated "
                             f"by every model; all models are compared on the {len(common)} common cases")
+    few_cases = too_few_cases_message(len(common))
+    if few_cases:
+        messages.append(few_cases)
     metrics = metrics[metrics["case"].isin(common)]
     per_case = per_case_dice(metrics)
     per_label = metrics.pivot_table(index="model", columns="label", values="Dice", aggfunc="mean")
@@ -156,6 +159,8 @@ def compare_models(metrics: pd.DataFrame, baseline: str, messages: list[str],
         if model != baseline and baseline in per_case:
             tested = paired_difference(per_case[model], per_case[baseline])
             row.update({"difference to baseline": tested.pop("difference"), **tested})
+            if few_cases:
+                row["note"] = f"no CI: {len(common)} cases"
         rows.append(row)
     leaderboard = pd.DataFrame(rows).sort_values("Dice", ascending=False).reset_index(drop=True)
     leaderboard.insert(0, "rank", leaderboard.index + 1)
@@ -164,7 +169,8 @@ def compare_models(metrics: pd.DataFrame, baseline: str, messages: list[str],
     controls = pd.DataFrame([
         {"model": model, "control": control, "Dice": per_case[model].mean(), "Dice control": per_case[control].mean(),
          "cases": len(common), **{("attention's contribution" if key == "difference" else key): value
-                                  for key, value in paired_difference(per_case[model], per_case[control]).items()}}
+                                  for key, value in paired_difference(per_case[model], per_case[control]).items()},
+         **({"note": f"no CI: {len(common)} cases"} if few_cases else {})}
         for model, control in control_pairs])
     # the report's comparisons, Holm-corrected as one family: the leaderboard's against the baseline, the controls'
     tested = [table for table in (leaderboard, controls) if "Wilcoxon p" in table]

@@ -13,6 +13,12 @@ import pandas as pd
 BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED = 10_000, 0
 #: bootstrap resamples of the rank distribution (challengeR's default is 1000)
 RANK_RESAMPLES = 1000
+#: the fewest common cases with which a paired difference gets its bootstrap interval. Below it the resamples are
+#: drawn from so few values that the interval is far too narrow (2 cases give 3 distinct resampled means: an
+#: interval "excluding 0" while Wilcoxon's p is 0.5), and the exact Wilcoxon test cannot reach p < 0.05 below 6
+#: cases (its smallest two-sided p is 2 / 2^n); 10 is where a percentile-type interval of a mean starts to be
+#: usable, and where 5-fold cross-validation gives 2 validation cases per fold
+MIN_CASES_FOR_INTERVAL = 10
 
 
 def holm(p_values: list[float]) -> list[float]:
@@ -24,14 +30,28 @@ def holm(p_values: list[float]) -> list[float]:
 
 def paired_difference(model: pd.Series, reference: pd.Series) -> dict[str, float]:
     """``model - reference`` on the same cases: the mean difference, its bootstrap 95% confidence interval (scipy,
-    :data:`BOOTSTRAP_RESAMPLES`, seeded) and Wilcoxon's signed-rank p-value (scipy)."""
+    :data:`BOOTSTRAP_RESAMPLES`, seeded; NaN below :data:`MIN_CASES_FOR_INTERVAL` cases) and Wilcoxon's
+    signed-rank p-value (scipy)."""
     from scipy import stats
 
     difference = (model - reference).to_numpy()
-    interval = stats.bootstrap((difference,), np.mean, n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=0.95,
-                               random_state=BOOTSTRAP_SEED).confidence_interval
-    return {"difference": float(difference.mean()), "CI 95% low": float(interval.low),
-            "CI 95% high": float(interval.high), "Wilcoxon p": float(stats.wilcoxon(model, reference).pvalue)}
+    low = high = float("nan")
+    if len(difference) >= MIN_CASES_FOR_INTERVAL:
+        interval = stats.bootstrap((difference,), np.mean, n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=0.95,
+                                   random_state=BOOTSTRAP_SEED).confidence_interval
+        low, high = float(interval.low), float(interval.high)
+    return {"difference": float(difference.mean()), "CI 95% low": low, "CI 95% high": high,
+            "Wilcoxon p": float(stats.wilcoxon(model, reference).pvalue)}
+
+
+def too_few_cases_message(cases: int) -> str | None:
+    """What the report says where ``cases`` common cases are too few for an interval (None where they are not)."""
+    if cases >= MIN_CASES_FOR_INTERVAL:
+        return None
+    reachable = "" if cases >= 6 else f"; with {cases} cases Wilcoxon's test cannot reach p < 0.05 (smallest p: " \
+                                      f"{2 / 2 ** cases:.3g})"
+    return (f"only {cases} common cases: no bootstrap 95% CI below {MIN_CASES_FOR_INTERVAL} cases (its interval "
+            f"would be far too narrow){reachable}; validate more folds to compare with confidence")
 
 
 def rank_distribution(per_case: pd.DataFrame, resamples: int = RANK_RESAMPLES,

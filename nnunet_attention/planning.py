@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Sequence
 
 from .errors import UsageError
 from .memory_estimate import training_step_peak_bytes
@@ -156,6 +157,7 @@ def plan_for_trainer(dataset_id: int, trainer_name: str, gpu_memory_target_in_gb
     if base_planner is None:
         raise UsageError(f"nnU-Net has no experiment planner {planner_name!r} (e.g. ExperimentPlanner, "
                          f"nnUNetPlannerResEncM, nnUNetPlannerResEncL)")
+    require_fingerprint(dataset_id)
     plans_name = plans_name or default_plans_name(trainer_name, base_planner)
     plans, plans_identifier = plan_experiment_dataset(
         dataset_id, attention_aware_planner(base_planner, trainer_name), gpu_memory_target_in_gb,
@@ -165,15 +167,43 @@ def plan_for_trainer(dataset_id: int, trainer_name: str, gpu_memory_target_in_gb
     return plans, plans_identifier
 
 
+def require_fingerprint(dataset_id: int) -> None:
+    """A :class:`UsageError` saying what to do where nnU-Net's planner cannot run: ``nnUNet_preprocessed`` unset,
+    no dataset with this ID, or no fingerprint extracted for it yet."""
+    from .nnunet_layout import dataset_name, nnunet_folder
+
+    preprocessed = nnunet_folder("nnUNet_preprocessed")
+    dataset = dataset_name(dataset_id)
+    if not (preprocessed / dataset / "dataset_fingerprint.json").is_file():
+        raise UsageError(f"{dataset} has no fingerprint in {preprocessed / dataset}: run nnUNetv2_extract_fingerprint "
+                         f"-d {dataset_id} first (or nnUNetv2_plan_and_preprocess -d {dataset_id}, which includes it)")
+
+
 def plans_summary(plans: dict) -> str:
-    """Markdown: per configuration the planned patch, batch and stages."""
-    rows = ["| configuration | patch | batch | stages |", "|---|---|---|---|"]
+    """Markdown: per configuration the planned patch, batch and stages, and where this package planned it, the
+    trainer's estimated training-step memory as a ratio to nnU-Net's U-Net on the same candidate (what made the
+    patch and batch differ from nnU-Net's) and in GB at the planned batch."""
+    rows = ["| configuration | patch | batch | stages | memory x U-Net | estimated GB at batch |",
+            "|---|---|---|---|---|---|"]
     for name, configuration in plans["configurations"].items():
         if "patch_size" in configuration:
             stages = configuration["architecture"]["arch_kwargs"]["n_stages"]
+            estimate = configuration.get(ESTIMATE_KEY)
+            memory = (f"{estimate['memory_ratio_to_planned_unet']:.2f} | {estimate['gigabytes_at_planned_batch']:.1f}"
+                      if estimate else "- | -")
             rows.append(f"| {name} | {' x '.join(map(str, configuration['patch_size']))} | "
-                        f"{configuration['batch_size']} | {stages} |")
+                        f"{configuration['batch_size']} | {stages} | {memory} |")
     return "\n".join(rows)
+
+
+def next_commands(dataset_id: int, trainer: str, plans_name: str, configurations: Sequence[str],
+                  preprocessed: bool) -> list[str]:
+    """What to run after planning: nnU-Net's preprocessing for these plans unless ``preprocessed`` (training reads
+    the preprocessed data of the plans it is given, which do not exist yet), then the training."""
+    commands = [] if preprocessed else [
+        f"preprocess with: nnUNetv2_preprocess -d {dataset_id} -plans_name {plans_name} -c {' '.join(configurations)}"
+        f" (or plan again with --preprocess)"]
+    return [*commands, f"train with: nnUNetv2_train {dataset_id} CONFIGURATION FOLD -tr {trainer} -p {plans_name}"]
 
 
 def require_cuda_for_verify() -> None:

@@ -33,7 +33,15 @@ from packaging.specifiers import SpecifierSet
 from paper_references import aggregation_reference, guided_attention_reference
 
 from nnunet_attention import attention_map_files, attention_maps
-from nnunet_attention.attention_map_files import CaseMaps, colour_scale, range_caption, write_case_maps
+from nnunet_attention.attention_map_files import (
+    OVERLAY_MAX_OPACITY,
+    CaseMaps,
+    colour_scale,
+    overlay_opacity,
+    overlay_title,
+    range_caption,
+    write_case_maps,
+)
 from nnunet_attention.attention_maps import (
     TESTED_NNUNETV2,
     AttentionMapPredictor,
@@ -354,3 +362,11 @@ def test_the_declared_nnunetv2_range_is_the_tested_one_and_holds_the_installed_v
     assert requirement == [f"nnunetv2{TESTED_NNUNETV2}"]
     assert version("nnunetv2") in SpecifierSet(TESTED_NNUNETV2)
     assert "<" in TESTED_NNUNETV2, "an upper bound: a release may change the private stitching the export replaces"
+
+
+def test_an_overlay_names_its_slice_and_leaves_the_image_visible_where_attention_is_low():
+    assert overlay_title("case_007", "gate_2", 4, 12) == "case_007, slice 4 of 0-11 (first array axis): gate_2"
+    assert overlay_title("case_007", "gate_2", 0, 1) == "case_007: gate_2"  # a 2D image has one slice
+    opacity = overlay_opacity(np.array([[0.1, 0.2, 0.5], [0.8, 0.9, 1.0]]), (0.2, 0.8))
+    np.testing.assert_allclose(opacity, OVERLAY_MAX_OPACITY * np.array([[0, 0, 0.5], [1, 1, 1]]))
+    assert OVERLAY_MAX_OPACITY < 1  # the image shows through even at the top of the scale

@@ -14,7 +14,13 @@ from nnunet_attention.trainers import TRAINERS
 from torch import nn
 
 from nnunet_attention import cli
-from nnunet_attention.benchmark import Measurement, batch_size_for, forward_flops, trainers_to_measure
+from nnunet_attention.benchmark import (
+    Measurement,
+    batch_size_for,
+    forward_flops,
+    trainers_to_measure,
+    untrustworthy_timings,
+)
 from nnunet_attention.benchmark_report import COLUMNS
 from nnunet_attention.plan_presets import PLAN_PRESETS
 from nnunet_attention.planned_configuration import PlannedConfiguration
@@ -166,3 +172,16 @@ def test_ctrl_c_keeps_the_rows_measured_and_ends_with_a_message_not_a_traceback(
     assert list(saved) == [REFERENCE_TRAINER]
     assert saved[REFERENCE_TRAINER]["inference_seconds"] is None  # --no-inference
     assert not (output / "benchmark.md").exists() and not (output / "benchmark.json").exists()
+
+
+def test_timings_from_a_busy_machine_or_with_scattered_steps_are_called_untrustworthy():
+    def measured(spread):
+        return Measurement(1, 1.0, 0.2, 10.0, None, 10.0, None, spread)
+
+    steady = {"plan": {REFERENCE_TRAINER: measured(0.1), "nnUNetTrainerMTUNet": measured(None)}}
+    assert untrustworthy_timings(steady, load_at_start=0.9, cores=2) == []
+    assert untrustworthy_timings(steady, load_at_start=1.1, cores=2) == [
+        "the machine was busy when the benchmark started (load average 1.1 on 2 cores)"]
+    scattered = {"plan": {REFERENCE_TRAINER: measured(0.1), "nnUNetTrainerMTUNet": measured(0.8)}}
+    assert untrustworthy_timings(scattered, load_at_start=0.0, cores=2) == [
+        "the timed steps spread by more than 50% of their median for nnUNetTrainerMTUNet on plan (80%)"]

@@ -173,3 +173,11 @@ def test_a_bug_inside_the_library_keeps_its_traceback(monkeypatch):
     monkeypatch.setattr(synth, "write_dataset", broken)
     with pytest.raises(ValueError, match="a bug, not the user's mistake"):
         main(["synth", "--raw", "somewhere"])
+
+
+def test_every_option_with_a_default_says_it_and_no_help_shows_a_doubled_percent():
+    for name, parser in subcommand_parsers().items():
+        assert "%%" not in parser.format_help(), name
+        for action in parser._actions:
+            if action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
+                assert "default" in (action.help or ""), (name, action.option_strings, action.help)

@@ -63,6 +63,23 @@ def test_paired_tests_on_the_common_cases_holm_corrected():
     assert board.loc["better", "CI 95% low"] < difference < board.loc["better", "CI 95% high"]
 
 
+@pytest.mark.parametrize("cases,interval", [(2, False), (9, False), (10, True)])
+def test_below_ten_common_cases_no_interval_is_reported_and_the_rows_and_messages_say_why(cases, interval):
+    """The overclaim this prevents: 2 cases, a "95% CI" of [0.040, 0.044] while Wilcoxon's p is 0.5."""
+    base = np.linspace(0.70, 0.80, cases)
+    better = base + 0.04 + np.linspace(0, 0.004, cases)
+    comparison = compare_models(metrics_of({"base": list(base), "better": list(better)}), "base", [],
+                                control_pairs=[("better", "base")])
+    row, control = comparison.leaderboard.set_index("model").loc["better"], comparison.controls.iloc[0]
+    assert row["Wilcoxon p"] == pytest.approx(stats.wilcoxon(better, base).pvalue)  # the test is still reported
+    for table in (row, control):
+        assert np.isnan(table["CI 95% low"]) != interval and np.isnan(table["CI 95% high"]) != interval
+        assert (table.get("note") == f"no CI: {cases} cases") != interval
+    said = [m for m in comparison.messages if m.startswith(f"only {cases} common cases: no bootstrap 95% CI")]
+    assert bool(said) != interval
+    assert ("cannot reach p < 0.05 (smallest p: 0.5)" in " ".join(said)) == (cases == 2)
+
+
 def per_case_of(dice_per_model: dict[str, list[float]]) -> pd.DataFrame:
     frame = pd.DataFrame(dice_per_model)
     frame.index = [f"case{i}" for i in range(len(frame))]

@@ -5,10 +5,11 @@ at import), on datasets that exist only as a fingerprint (:mod:`fingerprints`). 
 checked against a CPU training step's measured peak.
 """
 
+import contextlib
+import io
 import json
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -47,7 +48,7 @@ def fingerprint_folders(tmp_path_factory):
 @pytest.fixture(scope="module")
 def acdc_plans_for_nnunets_unet(fingerprint_folders):
     """The fingerprint folders, with ACDC planned for nnU-Net's U-Net (``nnUNetPlans_UNet``)."""
-    run(plan_command("acdc", "nnUNetTrainer"), fingerprint_folders[1])
+    plan_here("acdc", "nnUNetTrainer", environment=fingerprint_folders[1])
     return fingerprint_folders
 
 
@@ -62,9 +63,15 @@ def planned(root, fingerprint: str, plans_name: str) -> dict:
     return json.loads((root / "nnUNet_preprocessed" / folder / f"{plans_name}.json").read_text())
 
 
-def plan_command(fingerprint: str, trainer: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "nnunet_attention.cli", "plan", "-d", str(DATASET_IDS[fingerprint]), "-tr", trainer,
-            *extra]
+def plan_here(fingerprint: str, trainer: str, *extra: str, environment: dict) -> str:
+    """``nnunet-attention plan -d <the fingerprint's dataset> -tr trainer *extra`` in this process, with nnU-Net's
+    folders of ``environment`` (nnU-Net reads them from the environment when it plans): what it printed. In-process,
+    the planner's estimates of nnU-Net's U-Net on a candidate are computed once for all the trainers planned."""
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(io.StringIO()) as printed:
+        for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+            patch.setenv(variable, environment[variable])
+        assert main(["plan", "-d", str(DATASET_IDS[fingerprint]), "-tr", trainer, *extra]) == 0
+    return printed.getvalue()
 
 
 def without_names_and_estimates(configuration: dict) -> dict:
@@ -81,7 +88,7 @@ DEFAULT_FINGERPRINTS = ("acdc",)
 def test_planning_for_nnunets_unet_gives_nnunets_own_plans_and_the_presets(fingerprint, fingerprint_folders):
     root, environment = fingerprint_folders
     run(["nnUNetv2_plan_experiment", "-d", str(DATASET_IDS[fingerprint])], environment)
-    run(plan_command(fingerprint, "nnUNetTrainer"), environment)
+    plan_here(fingerprint, "nnUNetTrainer", environment=environment)
     nnunet, ours = planned(root, fingerprint, "nnUNetPlans"), planned(root, fingerprint, "nnUNetPlans_UNet")
     assert sorted(ours["configurations"]) == sorted(nnunet["configurations"])
     for name, configuration in nnunet["configurations"].items():
@@ -111,10 +118,19 @@ def test_each_trainer_gets_a_plan_within_the_target_smaller_where_its_network_is
     batch is nnU-Net's batch rule on its estimate; where its network needs more memory than nnU-Net's U-Net on
     nnU-Net's plan, its plan holds fewer voxels per batch, where less, at least as many."""
     root, environment = acdc_plans_for_nnunets_unet
-    result = run(plan_command("acdc", trainer), environment)
+    printed = plan_here("acdc", trainer, environment=environment)
     plans_name = f"nnUNetPlans_{trainer.removeprefix('nnUNetTrainer')}"
-    assert f"-tr {trainer} -p {plans_name}" in result.stdout
+    assert f"-tr {trainer} -p {plans_name}" in printed
+    # planned without --preprocess: nnU-Net's preprocessing of these plans comes first
+    assert f"preprocess with: nnUNetv2_preprocess -d {DATASET_IDS['acdc']} -plans_name {plans_name} -c 2d 3d_fullres" \
+        in printed
     reference, ours = planned(root, "acdc", "nnUNetPlans_UNet"), planned(root, "acdc", plans_name)
+    for name in ("2d", "3d_fullres"):  # the console table shows the estimate that shaped the plan
+        plan, estimate = ours["configurations"][name], ours["configurations"][name][ESTIMATE_KEY]
+        row = (f"| {name} | {' x '.join(map(str, plan['patch_size']))} | {plan['batch_size']} | "
+               f"{plan['architecture']['arch_kwargs']['n_stages']} | {estimate['memory_ratio_to_planned_unet']:.2f} | "
+               f"{estimate['gigabytes_at_planned_batch']:.1f} |")
+        assert row in printed.splitlines(), printed
     for name in ("2d", "3d_fullres"):
         plain, plan = reference["configurations"][name], ours["configurations"][name]
         estimate = plan[ESTIMATE_KEY]
@@ -159,6 +175,23 @@ def test_plan_refuses_what_it_cannot_plan_with_a_message(arguments, message, fin
         monkeypatch.setenv(variable, environment[variable])
     assert main(["plan", "-d", str(DATASET_IDS["acdc"]), *arguments]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_plan_says_what_is_missing_before_nnunets_planner_runs(fingerprint_folders, tmp_path, monkeypatch, capsys):
+    """Its folders unset, a dataset ID nnU-Net cannot find, a dataset without its fingerprint: a message each."""
+    _, environment = fingerprint_folders
+    monkeypatch.delenv("nnUNet_preprocessed", raising=False)
+    assert main(["plan", "-d", str(DATASET_IDS["acdc"]), "-tr", "nnUNetTrainer"]) == 2
+    assert ("nnUNet_preprocessed is not set: set nnUNet_raw, nnUNet_preprocessed, nnUNet_results"
+            in capsys.readouterr().err)
+    (tmp_path / "raw" / "Dataset958_Unplanned").mkdir(parents=True)  # a raw dataset, no fingerprint extracted
+    folders = {**environment, "nnUNet_raw": str(tmp_path / "raw")}
+    for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.setenv(variable, folders[variable])
+    assert main(["plan", "-d", "957", "-tr", "nnUNetTrainer"]) == 2
+    assert "no dataset with ID 957 in nnU-Net's folders" in capsys.readouterr().err
+    assert main(["plan", "-d", "958", "-tr", "nnUNetTrainer"]) == 2
+    assert ("Dataset958_Unplanned has no fingerprint in " in capsys.readouterr().err)
 
 
 #: the CPU runtime's memory beside the tensors (oneDNN's reordered copies and workspaces, allocator caches):
@@ -207,8 +240,8 @@ def test_resenc_planner_gives_nnunets_resenc_plans_and_plans_attention_trainers_
     encoder, within the target at batch 2, under the ResEnc plans' name."""
     root, environment = fingerprint_folders
     run(["nnUNetv2_plan_experiment", "-d", str(DATASET_IDS["acdc"]), "-pl", "nnUNetPlannerResEncM"], environment)
-    run(plan_command("acdc", "nnUNetTrainer", "-pl", "nnUNetPlannerResEncM"), environment)
-    run(plan_command("acdc", "nnUNetTrainerMTUNet", "-pl", "nnUNetPlannerResEncM"), environment)
+    plan_here("acdc", "nnUNetTrainer", "-pl", "nnUNetPlannerResEncM", environment=environment)
+    plan_here("acdc", "nnUNetTrainerMTUNet", "-pl", "nnUNetPlannerResEncM", environment=environment)
     nnunet = planned(root, "acdc", "nnUNetResEncUNetMPlans")
     ours = planned(root, "acdc", "nnUNetResEncUNetMPlans_UNet")
     mt_unet = planned(root, "acdc", "nnUNetResEncUNetMPlans_MTUNet")

@@ -36,8 +36,8 @@ def planned(tmp_path_factory):
     environment.pop("nnUNet_n_proc_DA", None)
     for spec in DATASETS.values():
         write_dataset(spec, root / "raw")
-    # what nnUNetv2_extract_fingerprint and nnUNetv2_plan_experiment -pl PLANNER call, in one process: nnU-Net
-    # reads its folders from the environment when it is imported
+    # what nnUNetv2_extract_fingerprint and nnUNetv2_plan_experiment -pl PLANNER call, in one interpreter (one start
+    # instead of six)
     identifiers = [spec.dataset_id for spec in DATASETS.values()]
     planning = "\n".join([
         "from nnunetv2.experiment_planning.plan_and_preprocess_api import extract_fingerprints, plan_experiments",
