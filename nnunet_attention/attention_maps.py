@@ -52,7 +52,7 @@ from .attention_map_files import CaseMaps, write_case_maps
 from .errors import UsageError
 from .nnunet_commands import nnunet_chatter_hidden
 from .nnunet_layout import fold_folder, model_folder_parts
-from .registry import controlled_trainer
+from .registry import controlled_trainer, did_you_mean
 from .schedules import with_ext_trainer_folder
 
 
@@ -239,6 +239,11 @@ def check_model_folder(model_folder: Path, folds: Sequence[int | str], checkpoin
     if attention_trainer:
         raise UsageError(f"{trainer} is the removal control of {attention_trainer}: its attention is removed, so it "
                          f"has no attention maps. Export the maps of the {attention_trainer} model instead")
+    if not model_folder.is_dir():
+        beside = sorted(p.name for p in model_folder.parent.iterdir() if p.is_dir()) if model_folder.parent.is_dir() \
+            else []
+        raise UsageError(f"-m {model_folder}: no such folder. {did_you_mean(model_folder.name, beside)}Pass the folder "
+                         f"nnUNetv2_train writes (nnUNet_results/DatasetXXX/Trainer__Plans__config)")
     missing = [name for name in ("dataset.json", "plans.json") if not (model_folder / name).is_file()]
     missing += [f"fold_{fold}/{checkpoint_name}" for fold in folds
                 if not (fold_folder(model_folder, fold) / checkpoint_name).is_file()]

@@ -245,6 +245,8 @@ def _add_compare_parser(subparsers) -> None:
     parser.add_argument("--with-cost", action="store_true",
                         help="add the benchmark's cost columns (params, GFLOPs, step-time and memory ratios to "
                         "nnU-Net's U-Net on the model's plan) and a Dice-vs-cost plot")
+    parser.add_argument("--cost-steps", type=int, default=3, metavar="N",
+                        help="with --with-cost: timed training steps per network (default: %(default)s)")
     parser.add_argument("--boundary", nargs="?", type=float, const=1.0, default=None, metavar="TOLERANCE_MM",
                         help="add mean HD95 and normalized surface Dice at TOLERANCE_MM (default 1.0) per model, "
                         "computed per case with MONAI from the validation predictions (slow on large 3D sets)")
@@ -266,10 +268,13 @@ def _run_compare(args: argparse.Namespace) -> int:
 
     if args.cases < 0:
         raise UsageError(f"--cases must be 0 or more, got {args.cases}")
+    if args.cost_steps < 1:
+        raise UsageError(f"--cost-steps must be at least 1, got {args.cost_steps}")
     comparison = run_compare(dataset_name(args.dataset_id), results_folder(),
                              args.configurations, args.trainers, args.plans, [str(f) for f in args.folds],
                              args.baseline, Path(args.output), resolve_device(args.device) if args.with_cost else None,
-                             boundary_tolerance_mm=args.boundary, controls=args.controls, gallery_cases=args.cases)
+                             cost_steps=args.cost_steps, boundary_tolerance_mm=args.boundary, controls=args.controls,
+                             gallery_cases=args.cases)
     for message in comparison.messages:
         print(f"nnunet-attention compare: note: {message}", file=sys.stderr)
     print(markdown(comparison.leaderboard))

@@ -66,6 +66,16 @@ def test_attention_maps_refuses_a_folder_that_is_not_a_trained_model(tmp_path, c
     assert not (tmp_path / "out").exists()
 
 
+def test_attention_maps_of_a_model_folder_that_does_not_exist_say_so_with_the_closest_name(tmp_path, capsys):
+    (tmp_path / "nnUNetTrainerMTUNet__nnUNetPlans__2d").mkdir()
+    typo = tmp_path / "nnUNetTrainerMTUnet__nnUNetPlans__2d"
+    arguments = ["attention-maps", "-i", str(tmp_path), "-o", str(tmp_path / "out"), "-m", str(typo), "-f", "0"]
+    assert main(arguments) == 2
+    assert (f"-m {typo}: no such folder. did you mean nnUNetTrainerMTUNet__nnUNetPlans__2d? Pass the folder "
+            "nnUNetv2_train writes") in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_attention_maps_of_a_removal_control_say_it_has_none(tmp_path, capsys):
     model = tmp_path / "nnUNetTrainerMTUNet_NoAttention_5epochs__nnUNetPlans__2d"
     arguments = ["attention-maps", "-i", str(tmp_path), "-o", str(tmp_path / "out"), "-m", str(model), "-f", "0"]

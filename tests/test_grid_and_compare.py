@@ -178,7 +178,7 @@ def test_compare_with_cost_measures_each_models_network_on_its_plan(grid_run, tm
     output = tmp_path / "comparison"
     result = subprocess.run(cli("compare", "-d", str(SPEC.dataset_id), "-c", "2d", "-tr", *names, "--folds", *FOLDS,
                                 "--baseline", names[0], "-o", str(output), "--with-cost", "-device", "cpu",
-                                "--boundary", "1.0"),
+                                "--cost-steps", "1", "--boundary", "1.0"),
                             env=environment, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     board = {row["model"]: row for row in json.loads((output / "leaderboard.json").read_text())["leaderboard"]}

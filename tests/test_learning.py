@@ -32,6 +32,9 @@ SETTINGS = {
     3: dict(shape=(8, 24, 32), spacing=(3.0, 1.0, 1.0), strides=[[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]],
             kernels=[[1, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3]], steps=300, bar=0.3),
 }
+#: fewer 3d steps for the trainers that clear the bar with margin sooner (measured on 2 cores at 200 steps: MSGA
+#: 0.61, MCANet 0.50; the others 0.22-0.26, below the bar, hence 300)
+STEPS_3D = {"nnUNetTrainerMSGA": 200, "nnUNetTrainerMCANet": 200}
 #: the plan's widths: 8 base features doubling per stage (the harness plans' 4 are too narrow for the Non-local
 #: U-Net to learn the three labels in these steps)
 FEATURES = [8, 16, 32, 64]
@@ -85,7 +88,8 @@ def test_trained_network_clears_the_bar_its_untrained_network_cannot(trainer_nam
 
     untrained = held_out_dice(trainer, held_out_images, held_out_labels)
     sampler = torch.Generator().manual_seed(0)
-    for _ in range(settings["steps"]):
+    steps = STEPS_3D.get(trainer_name, settings["steps"]) if spatial_dims == 3 else settings["steps"]
+    for _ in range(steps):
         batch = torch.randint(0, TRAINING_CASES, (BATCH_SIZE,), generator=sampler)
         trainer.train_step({"data": training_images[batch],
                             "target": supervision_target(trainer, training_labels[batch])})

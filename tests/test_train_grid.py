@@ -79,10 +79,16 @@ def test_ctrl_c_stops_the_grid_with_a_message_and_the_same_command_resumes_it(tm
 
     command = ["train-grid", "-d", "990", "-c", "2d", "-tr", "nnUNetTrainer", "-f", "0", "-device", "cpu", "--logs",
                str(tmp_path / "logs")]
-    presser = threading.Thread(target=press_ctrl_c_once_training_saved_a_checkpoint)
-    presser.start()
-    assert cli.main(command) == 130
-    presser.join()
+    # Ctrl-C as at a terminal: a shell without job control (CI running the tests in the background) starts them
+    # with SIGINT ignored
+    previous_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        presser = threading.Thread(target=press_ctrl_c_once_training_saved_a_checkpoint)
+        presser.start()
+        assert cli.main(command) == 130
+        presser.join()
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
     output = capsys.readouterr().out
     assert "nnUNetTrainer 2d fold 0: starting" in output
     assert "interrupted (Ctrl-C): the running jobs were stopped. The same command continues the grid" in output
