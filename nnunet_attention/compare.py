@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from .nnunet_layout import model_folder, model_folder_parts, validation_summary
+from .registry import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,10 @@ def read_validation(model: Model, results_folder: Path, dataset_name: str, folds
         siblings = folder.parent.glob(f"{model.trainer}__*__{model.configuration}")
         others = sorted(model_folder_parts(sibling)[1] for sibling in siblings)
         hint = f"; it was trained with plans {', '.join(others)}: pass -p" if others else ""
+        if not others:  # a misspelt trainer: the closest one trained on this dataset
+            trained = {model_folder_parts(sibling)[0] for sibling in folder.parent.glob("*__*__*")}
+            closest = did_you_mean(model.trainer, sorted(trained)).strip()
+            hint = f"; {closest}" if closest else ""
         return pd.DataFrame(), [f"{model.name}: no model folder {folder.name} in {folder.parent}{hint}"]
     for fold in folds:
         summary_file = validation_summary(folder, fold)

@@ -6,7 +6,14 @@ import pytest
 import SimpleITK as sitk
 from scipy import stats
 
-from nnunet_attention.compare import Model, boundary_metrics, compare_models, control_pairs_of, readable_names
+from nnunet_attention.compare import (
+    Model,
+    boundary_metrics,
+    compare_models,
+    control_pairs_of,
+    read_validation,
+    readable_names,
+)
 from nnunet_attention.compare_gallery import contour_labels, disagreement_cases, most_disagreeing_slice, panel_title
 from nnunet_attention.compare_statistics import holm, rank_distribution, significance_matrix
 
@@ -177,3 +184,12 @@ def test_gallery_panels_have_titles_that_fit_and_contours_only_for_the_foregroun
     assert panel_title("U-Net") == "U-Net"
     reference = np.array([[0, 1], [1, 3]])
     assert contour_labels([reference, np.array([[0, 2], [0, 0]]), np.zeros((2, 2), int)]) == [1, 2, 3]
+
+
+def test_a_misspelt_trainer_is_named_with_the_closest_one_trained_on_the_dataset(tmp_path):
+    (tmp_path / "Dataset990_X" / "nnUNetTrainerMTUNet__nnUNetPlans__2d").mkdir(parents=True)
+    frame, messages = read_validation(Model("nnUNetTrainerMTUnet", "nnUNetPlans", "2d"), tmp_path, "Dataset990_X",
+                                      ["0"])
+    assert frame.empty
+    assert messages == [f"nnUNetTrainerMTUnet 2d: no model folder nnUNetTrainerMTUnet__nnUNetPlans__2d in "
+                        f"{tmp_path / 'Dataset990_X'}; did you mean nnUNetTrainerMTUNet?"]
