@@ -19,6 +19,9 @@ from .errors import UsageError
 from .nnunet_commands import NNUNetCommandError
 
 FOLDS_0_TO_4 = ["0", "1", "2", "3", "4"]
+#: the -device options of the subcommands that pick the device themselves (demo, attention-maps, benchmark)
+AUTO_DEVICE = {"default": "auto", "choices": DEVICE_CHOICES, "help": "auto picks cuda when available (default: "
+               "%(default)s)"}
 
 
 def _add_demo_parser(subparsers) -> None:
@@ -27,8 +30,7 @@ def _add_demo_parser(subparsers) -> None:
         configuration={"default": "2d", "choices": ["2d", "3d_fullres"],
                        "help": "nnU-Net configuration (default: %(default)s)"},
         fold={"default": "0", "help": "fold to train, 0-4 or 'all' (default: %(default)s)"},
-        device={"default": "auto", "choices": DEVICE_CHOICES,
-                "help": "auto picks cuda when available (default: %(default)s)"},
+        device=AUTO_DEVICE,
     )
     parser = subparsers.add_parser(
         "demo", parents=[flags],
@@ -81,8 +83,7 @@ def _add_synth_parser(subparsers) -> None:
 def _add_attention_maps_parser(subparsers) -> None:
     flags = nnunet_flags(
         fold={"nargs": "+", "default": ["0"], "help": "folds to ensemble (default: 0)"},
-        device={"default": "auto", "choices": DEVICE_CHOICES,
-                "help": "auto picks cuda when available (default: %(default)s)"},
+        device=AUTO_DEVICE,
     )
     parser = subparsers.add_parser(
         "attention-maps", parents=[flags],
@@ -309,8 +310,7 @@ def _add_benchmark_parser(subparsers) -> None:
         configuration={"nargs": "+", "default": ["2d", "3d_fullres"],
                        "help": "configurations of -p (default: %(default)s)"},
         trainer={"nargs": "+", "default": None, "help": "a subset of the trainers (default: all)"},
-        device={"default": "auto", "choices": DEVICE_CHOICES,
-                "help": "auto picks cuda when available (default: %(default)s)"},
+        device=AUTO_DEVICE,
     )
     parser = subparsers.add_parser(
         "benchmark", parents=[flags],

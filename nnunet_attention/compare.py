@@ -80,8 +80,9 @@ def read_validation(model: Model, results_folder: Path, dataset_name: str, folds
     if not folder.is_dir():
         siblings = folder.parent.glob(f"{model.trainer}__*__{model.configuration}")
         others = sorted(model_folder_parts(sibling)[1] for sibling in siblings)
-        hint = f"; it was trained with plans {', '.join(others)}: pass -p" if others else ""
-        if not others:  # a misspelt trainer: the closest one trained on this dataset
+        if others:
+            hint = f"; it was trained with plans {', '.join(others)}: pass -p"
+        else:  # a misspelt trainer: the closest one trained on this dataset
             trained = {model_folder_parts(sibling)[0] for sibling in folder.parent.glob("*__*__*")}
             closest = did_you_mean(model.trainer, sorted(trained)).strip()
             hint = f"; {closest}" if closest else ""
@@ -147,6 +148,7 @@ def compare_models(metrics: pd.DataFrame, baseline: str, messages: list[str],
     few_cases = too_few_cases_message(len(common))
     if few_cases:
         messages.append(few_cases)
+    few_cases_note = {"note": f"no CI: {len(common)} cases"} if few_cases else {}  # on every tested row
     metrics = metrics[metrics["case"].isin(common)]
     per_case = per_case_dice(metrics)
     per_label = metrics.pivot_table(index="model", columns="label", values="Dice", aggfunc="mean")
@@ -163,9 +165,7 @@ def compare_models(metrics: pd.DataFrame, baseline: str, messages: list[str],
         row.update({f"fold {fold}": value for fold, value in folds.items()})
         if model != baseline and baseline in per_case:
             tested = paired_difference(per_case[model], per_case[baseline])
-            row.update({"difference to baseline": tested.pop("difference"), **tested})
-            if few_cases:
-                row["note"] = f"no CI: {len(common)} cases"
+            row.update({"difference to baseline": tested.pop("difference"), **tested, **few_cases_note})
         rows.append(row)
     leaderboard = pd.DataFrame(rows).sort_values("Dice", ascending=False).reset_index(drop=True)
     leaderboard.insert(0, "rank", leaderboard.index + 1)
@@ -175,7 +175,7 @@ def compare_models(metrics: pd.DataFrame, baseline: str, messages: list[str],
         {"model": model, "control": control, "Dice": per_case[model].mean(), "Dice control": per_case[control].mean(),
          "cases": len(common), **{("attention's contribution" if key == "difference" else key): value
                                   for key, value in paired_difference(per_case[model], per_case[control]).items()},
-         **({"note": f"no CI: {len(common)} cases"} if few_cases else {})}
+         **few_cases_note}
         for model, control in control_pairs])
     # the report's comparisons, Holm-corrected as one family: the leaderboard's against the baseline, the controls'
     tested = [table for table in (leaderboard, controls) if "Wilcoxon p" in table]

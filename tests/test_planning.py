@@ -20,6 +20,7 @@ from nnunet_attention.trainers import TRAINERS
 from nnunet_attention.benchmark import run_benchmark
 from nnunet_attention.cli import main
 from nnunet_attention.memory_estimate import training_step_peak_bytes
+from nnunet_attention.nnunet_layout import NNUNET_FOLDERS
 from nnunet_attention.plan_presets import PLAN_PRESETS
 from nnunet_attention.planning import ESTIMATE_KEY, PLANNING_KEY, default_plans_name, memory_ratio
 from nnunet_attention.registry import control_of
@@ -68,7 +69,7 @@ def plan_here(fingerprint: str, trainer: str, *extra: str, environment: dict) ->
     folders of ``environment`` (nnU-Net reads them from the environment when it plans): what it printed. In-process,
     the planner's estimates of nnU-Net's U-Net on a candidate are computed once for all the trainers planned."""
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(io.StringIO()) as printed:
-        for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        for variable in NNUNET_FOLDERS:
             patch.setenv(variable, environment[variable])
         assert main(["plan", "-d", str(DATASET_IDS[fingerprint]), "-tr", trainer, *extra]) == 0
     return printed.getvalue()
@@ -186,7 +187,7 @@ def test_plan_says_what_is_missing_before_nnunets_planner_runs(fingerprint_folde
             in capsys.readouterr().err)
     (tmp_path / "raw" / "Dataset958_Unplanned").mkdir(parents=True)  # a raw dataset, no fingerprint extracted
     folders = {**environment, "nnUNet_raw": str(tmp_path / "raw")}
-    for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+    for variable in NNUNET_FOLDERS:
         monkeypatch.setenv(variable, folders[variable])
     assert main(["plan", "-d", "957", "-tr", "nnUNetTrainer"]) == 2
     assert "no dataset with ID 957 in nnU-Net's folders" in capsys.readouterr().err

@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 
+from nnunet_attention.nnunet_layout import NNUNET_FOLDERS
 from nnunet_attention.train_grid import TrainingJob, grid, run_jobs, slurm_script
 
 JOB_SECONDS = 0.4
@@ -61,7 +62,7 @@ else:
 def test_ctrl_c_stops_the_grid_with_a_message_and_the_same_command_resumes_it(tmp_path, monkeypatch, capsys):
     from nnunet_attention import cli, train_grid
 
-    folders = {name: tmp_path / name for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
+    folders = {name: tmp_path / name for name in NNUNET_FOLDERS}
     (folders["nnUNet_raw"] / "Dataset990_Grid").mkdir(parents=True)
     for variable, folder in folders.items():
         monkeypatch.setenv(variable, str(folder))
