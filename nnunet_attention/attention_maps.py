@@ -35,6 +35,7 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,7 @@ from torch import nn
 from .architectures.blocks.attention_probe import attention_probes, capture_attention_maps
 from .architectures.blocks.interpolation import resize_linear
 from .attention_map_files import CaseMaps, write_case_maps
+from .dataset_check import require_complete_files
 from .errors import UsageError
 from .nnunet_commands import nnunet_chatter_hidden
 from .nnunet_layout import fold_folder, model_folder_parts
@@ -313,7 +315,8 @@ def predict_attention_maps(
     ``nnUNetPredictor.predict_single_npy_array`` does. ``slice_index`` (the overlay's) indexes the first axis of
     the image as read (the slice axis of a 3D image); default: the middle slice.
 
-    A UsageError says what is wrong: before the first case for the input folder and the previous stage's files,
+    A UsageError says what is wrong: before the first case for the input folder, the previous stage's files and
+    damaged files (:func:`~nnunet_attention.dataset_check.require_complete_files`),
     at each case for a reader without SimpleITK geometry and a ``slice_index`` outside the case."""
     file_ending = predictor.dataset_json["file_ending"]
     cases = create_lists_from_splitted_dataset_folder(str(input_folder), file_ending)
@@ -321,6 +324,8 @@ def predict_attention_maps(
         raise UsageError(f"no images ending in {file_ending} with nnU-Net's channel suffix (_0000) in {input_folder}")
     case_names = [os.path.basename(image_files[0])[: -len(file_ending) - len("_0000")] for image_files in cases]
     segmentation_files = previous_stage_segmentations(predictor, case_names, prev_stage_predictions)
+    require_complete_files([Path(path) for path in (*chain.from_iterable(cases), *segmentation_files)
+                            if path is not None])
     reader = predictor.plans_manager.image_reader_writer_class()
     for image_files, case, segmentation_file in zip(cases, case_names, segmentation_files):
         image, properties = reader.read_images(image_files)

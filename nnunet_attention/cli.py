@@ -1,5 +1,5 @@
-"""``nnunet-attention``: the package's command line (demo, synth, attention-maps, benchmark, plan, train-grid,
-compare).
+"""``nnunet-attention``: the package's command line (demo, synth, verify, attention-maps, benchmark, plan,
+train-grid, compare).
 
 Every subcommand spells a concept the way nnU-Net does (``-d -c -tr -p -f -device``, :mod:`.cli_arguments`). A
 user's mistake (:class:`~nnunet_attention.errors.UsageError`, or a stock nnU-Net command that failed) is printed
@@ -80,6 +80,44 @@ def _add_synth_parser(subparsers) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
 
 
+#: -np of the subcommands that check a dataset (verify, plan)
+PROCESSES = {"type": int, "default": None, "dest": "num_processes",
+             "help": "worker processes (default: nnU-Net's, $nnUNet_def_n_proc or 8)"}
+
+
+def _add_verify_parser(subparsers) -> None:
+    flags = nnunet_flags(dataset={"type": int, "required": True, "help": "dataset ID"})
+    parser = subparsers.add_parser(
+        "verify", parents=[flags],
+        help="check a raw dataset before spending GPU hours on it: damaged files, labels, geometry",
+        description="Read every compressed file of nnUNet_raw/DatasetXXX (imagesTr, labelsTr, imagesTs, labelsTs) "
+        "to its end and check each NIfTI file holds the voxels its header declares (a truncated .nii.gz otherwise "
+        "reads as an image padded with zeros), then run nnU-Net's integrity check (dataset.json, cases, channels, "
+        "label values against dataset.json, shapes, spacings, NaNs). Exit code 2 names every problem found. "
+        "'plan' runs the same check before it plans.",
+    )
+    parser.add_argument("-np", **PROCESSES)
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    from .dataset_check import verify_dataset
+
+    for line in verify_dataset(args.dataset_id, _num_processes(args.num_processes)):
+        print(f"[nnunet-attention verify] {line}")
+    return 0
+
+
+def _num_processes(requested: int | None) -> int:
+    """``-np``: the user's, else nnU-Net's default; a :class:`UsageError` below 1."""
+    if requested is None:
+        from nnunetv2.configuration import default_num_processes
+
+        return default_num_processes
+    if requested < 1:
+        raise UsageError(f"-np must be at least 1, got {requested}")
+    return requested
+
+
 def _add_attention_maps_parser(subparsers) -> None:
     flags = nnunet_flags(
         fold={"nargs": "+", "default": ["0"], "help": "folds to ensemble (default: 0)"},
@@ -133,18 +171,32 @@ def _add_plan_parser(subparsers) -> None:
     parser.add_argument("--verify", action="store_true",
                         help="CUDA only: run one training step of each planned -c configuration and report its "
                         "peak allocated memory beside the target")
-    parser.add_argument("-np", type=int, default=4, dest="num_processes",
-                        help="preprocessing processes per configuration (default: %(default)s)")
+    parser.add_argument("-np", **{**PROCESSES, "help": "worker processes of the dataset check and of each "
+                                  "configuration's preprocessing (default: nnU-Net's, $nnUNet_def_n_proc or 8)"})
+    parser.add_argument("--no-dataset-check", action="store_true",
+                        help="skip 'nnunet-attention verify' of nnUNet_raw/DatasetXXX before planning")
 
 
 def _run_plan(args: argparse.Namespace) -> int:
-    from .planning import next_commands, plan_for_trainer, plans_summary, require_cuda_for_verify, verify_on_cuda
+    from .dataset_check import check_before_planning
+    from .planning import (
+        next_commands,
+        plan_for_trainer,
+        plans_summary,
+        require_cuda_for_verify,
+        require_plannable,
+        verify_on_cuda,
+    )
 
     if args.verify:  # before planning: say it at once
         require_cuda_for_verify()
+    num_processes = _num_processes(args.num_processes)
+    require_plannable(args.dataset_id, args.trainers, args.planner, args.gpu_memory_target)  # before the check
+    if not args.no_dataset_check:
+        for line in check_before_planning(args.dataset_id, num_processes):
+            print(f"[nnunet-attention plan] {line}")
     plans, plans_name = plan_for_trainer(args.dataset_id, args.trainers, args.gpu_memory_target, args.planner,
-                                         args.plans, tuple(args.configurations), args.preprocess,
-                                         args.num_processes)
+                                         args.plans, tuple(args.configurations), args.preprocess, num_processes)
     print(f"[nnunet-attention plan] {plans_name} for {args.trainers}:")
     print(plans_summary(plans))
     planned = [c for c in args.configurations if "patch_size" in plans["configurations"].get(c, {})]
@@ -393,15 +445,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nnunet-attention", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for add_parser in (_add_demo_parser, _add_synth_parser, _add_attention_maps_parser, _add_benchmark_parser,
-                       _add_plan_parser, _add_train_grid_parser, _add_compare_parser):
+    for add_parser in (_add_demo_parser, _add_synth_parser, _add_verify_parser, _add_attention_maps_parser,
+                       _add_benchmark_parser, _add_plan_parser, _add_train_grid_parser, _add_compare_parser):
         add_parser(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"demo": _run_demo, "synth": _run_synth, "attention-maps": _run_attention_maps,
+    handlers = {"demo": _run_demo, "synth": _run_synth, "verify": _run_verify, "attention-maps": _run_attention_maps,
                 "benchmark": _run_benchmark, "plan": _run_plan, "train-grid": _run_train_grid,
                 "compare": _run_compare}
     try:

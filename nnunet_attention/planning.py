@@ -142,9 +142,25 @@ def plan_for_trainer(dataset_id: int, trainer_name: str, gpu_memory_target_in_gb
     ``trainer_name`` with nnU-Net's planner ``planner_name``; write ``nnUNet_preprocessed/DatasetXXX/<plans
     name>.json``; with ``preprocess``, preprocess ``configurations`` with nnU-Net's preprocessing. Returns the
     plans and their name. ``nnUNetTrainer`` plans for nnU-Net's own U-Net (nnU-Net's plans)."""
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import plan_experiment_dataset, preprocess_dataset
+
+    base_planner = require_plannable(dataset_id, trainer_name, planner_name, gpu_memory_target_in_gb)
+    plans_name = plans_name or default_plans_name(trainer_name, base_planner)
+    plans, plans_identifier = plan_experiment_dataset(
+        dataset_id, attention_aware_planner(base_planner, trainer_name), gpu_memory_target_in_gb,
+        overwrite_plans_name=plans_name)
+    if preprocess:
+        preprocess_dataset(dataset_id, plans_identifier, list(configurations), [num_processes] * len(configurations))
+    return plans, plans_identifier
+
+
+def require_plannable(dataset_id: int, trainer_name: str, planner_name: str,
+                      gpu_memory_target_in_gb: float | None) -> type:
+    """nnU-Net's planner class ``planner_name``; a :class:`UsageError` saying what to do where the arguments of
+    :func:`plan_for_trainer` cannot plan: an unknown trainer or planner, a target that is not positive, no
+    fingerprint (:func:`require_fingerprint`)."""
     import nnunetv2
     from batchgenerators.utilities.file_and_folder_operations import join
-    from nnunetv2.experiment_planning.plan_and_preprocess_api import plan_experiment_dataset, preprocess_dataset
     from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
 
     if base_trainer(trainer_name) is None:
@@ -158,13 +174,7 @@ def plan_for_trainer(dataset_id: int, trainer_name: str, gpu_memory_target_in_gb
         raise UsageError(f"nnU-Net has no experiment planner {planner_name!r} (e.g. ExperimentPlanner, "
                          f"nnUNetPlannerResEncM, nnUNetPlannerResEncL)")
     require_fingerprint(dataset_id)
-    plans_name = plans_name or default_plans_name(trainer_name, base_planner)
-    plans, plans_identifier = plan_experiment_dataset(
-        dataset_id, attention_aware_planner(base_planner, trainer_name), gpu_memory_target_in_gb,
-        overwrite_plans_name=plans_name)
-    if preprocess:
-        preprocess_dataset(dataset_id, plans_identifier, list(configurations), [num_processes] * len(configurations))
-    return plans, plans_identifier
+    return base_planner
 
 
 def require_fingerprint(dataset_id: int) -> None:

@@ -278,6 +278,12 @@ def test_prediction_refuses_what_it_cannot_export(tmp_path):
         next(predict_attention_maps(predictor, tmp_path))
     with pytest.raises(UsageError, match="this model is not a cascade stage"):
         next(predict_attention_maps(predictor, tmp_path / "images", tmp_path))
+    image_file = tmp_path / "images" / "case_0000.nii.gz"
+    complete = image_file.read_bytes()
+    image_file.write_bytes(complete[:-100])  # SimpleITK would read it, the missing voxels as zeros
+    with pytest.raises(UsageError, match=r"1 damaged file\(s\):\n  \S+case_0000.nii.gz: truncated"):
+        next(predict_attention_maps(predictor, tmp_path / "images"))
+    image_file.write_bytes(complete)
     plans["image_reader_writer"] = "NibabelIO"
     predictor = probed_predictor(InputChannelMapNetwork(NUM_CLASSES, 0), plans, configuration)
     with pytest.raises(UsageError, match="this dataset is read with NibabelIO; use a NIfTI/NRRD/MHA dataset"):

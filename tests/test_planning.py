@@ -65,13 +65,14 @@ def planned(root, fingerprint: str, plans_name: str) -> dict:
 
 
 def plan_here(fingerprint: str, trainer: str, *extra: str, environment: dict) -> str:
-    """``nnunet-attention plan -d <the fingerprint's dataset> -tr trainer *extra`` in this process, with nnU-Net's
+    """``nnunet-attention plan -d <the fingerprint's dataset> -tr trainer *extra`` in this process (its raw folder
+    holds the dataset.json alone, so without the dataset check: test_dataset_check.py), with nnU-Net's
     folders of ``environment`` (nnU-Net reads them from the environment when it plans): what it printed. In-process,
     the planner's estimates of nnU-Net's U-Net on a candidate are computed once for all the trainers planned."""
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(io.StringIO()) as printed:
         for variable in NNUNET_FOLDERS:
             patch.setenv(variable, environment[variable])
-        assert main(["plan", "-d", str(DATASET_IDS[fingerprint]), "-tr", trainer, *extra]) == 0
+        assert main(["plan", "-d", str(DATASET_IDS[fingerprint]), "-tr", trainer, "--no-dataset-check", *extra]) == 0
     return printed.getvalue()
 
 
