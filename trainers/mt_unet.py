@@ -10,7 +10,7 @@ class nnUNetTrainerMTUNet(AttentionTrainerBase):
     of convolution at the three deepest levels at strides of at least 8), sized from the plan's patch.
 
     Optimizer: nnU-Net's SGD (lr 1e-2, Nesterov momentum 0.99, poly schedule) and its Dice+CE with deep
-    supervision, not the paper's Adam 1e-4: they train it (the README's trainer table gives the demo's Dice).
+    supervision, not the paper's Adam 1e-4: they train it (documentation/trainers.md gives the demo's Dice).
     """
 
     architecture_class = MTUNet
