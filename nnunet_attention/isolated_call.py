@@ -55,7 +55,10 @@ def call_isolated(function: Callable[..., Result], *arguments: Any) -> Result:
 
 
 def _end_when_the_caller_does() -> None:
-    sys.stdin.buffer.read()  # returns at end-of-file only: the caller closed its end or died
+    # reads the file descriptor, not sys.stdin: a thread blocked inside sys.stdin's buffered reader holds its lock,
+    # and the interpreter's shutdown, which takes that lock, then aborts with "Fatal Python error"
+    while os.read(sys.stdin.fileno(), 4096):  # b"" at end-of-file only: the caller closed its end or died
+        pass
     os._exit(_CALLER_GONE_EXIT_CODE)
 
 
