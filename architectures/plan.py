@@ -171,12 +171,15 @@ class UNetPlan:
         return PlainConvEncoder(n_conv_per_stage=list(self.encoder_depths), **common)
 
     def conv_norm_nonlin(self, in_channels: int, out_channels: int, kernel_size: Sequence[int] | int = 1,
-                         stride: Sequence[int] | int = 1, groups: int = 1) -> nn.Sequential:
+                         stride: Sequence[int] | int = 1, groups: int = 1,
+                         conv_op: type[nn.Module] | None = None) -> nn.Sequential:
         """Conv (the plan's bias; 'same' padding for odd kernels, none for kernel = stride) -> the plan's norm ->
-        the plan's nonlinearity: ``(B, in, *S)`` -> ``(B, out, *S / stride)``. No dropout (nnU-Net plans none)."""
+        the plan's nonlinearity: ``(B, in, *S)`` -> ``(B, out, *S / stride)``. No dropout (nnU-Net plans none).
+        ``conv_op``: a subclass of the plan's conv op that computes it otherwise (default: the plan's)."""
         kernel = maybe_convert_scalar_to_list(self.conv_op, kernel_size)
-        conv = self.conv_op(in_channels, out_channels, tuple(kernel), tuple(maybe_convert_scalar_to_list(
-            self.conv_op, stride)), padding=tuple((k - 1) // 2 for k in kernel), groups=groups, bias=self.conv_bias)
+        conv = (conv_op or self.conv_op)(
+            in_channels, out_channels, tuple(kernel), tuple(maybe_convert_scalar_to_list(self.conv_op, stride)),
+            padding=tuple((k - 1) // 2 for k in kernel), groups=groups, bias=self.conv_bias)
         return nn.Sequential(conv, *self.norm_nonlin(out_channels))
 
     def norm_nonlin(self, channels: int) -> nn.Sequential:

@@ -25,6 +25,7 @@ from torch import nn
 
 from ..attention_removal import ResidualAttention
 from .attention_probe import AttentionProbe
+from .depthwise import depthwise_strip, summed_strips
 from .precision import stable_softmax
 
 
@@ -44,28 +45,6 @@ def strip_kernel(length: int, axis: int, spatial_dims: int) -> tuple[int, ...]:
     return tuple(length if a == axis else 1 for a in range(spatial_dims))
 
 
-CONV_FUNCTIONS = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
-
-
-def apply_strip(strip: nn.Module, features: torch.Tensor, axis: int) -> torch.Tensor:
-    """The 'same'-padded depthwise ``strip`` (odd length along ``axis``) on ``(B, C, *S)``, using only its taps
-    that can overlap the grid.
-
-    On an axis of ``n`` voxels at most the central ``2n - 1`` taps ever meet data; the others only see the zero
-    padding. Dropping them gives the same output and gradients for the kept taps (the dropped ones get zero,
-    as they would anyway) and avoids paddings wider than the axis, where PyTorch's CPU bf16 depthwise Conv3d on
-    channels-last input returns garbage weight gradients (seen with torch 2.x: kernel >= 2n + 3).
-    """
-    length = features.shape[2 + axis]
-    taps = strip.kernel_size[axis]
-    keep = min(taps, 2 * length - 1)
-    if keep == taps:
-        return strip(features)
-    weight = strip.weight.narrow(2 + axis, (taps - keep) // 2, keep)
-    padding = tuple((keep - 1) // 2 if a == axis else p for a, p in enumerate(strip.padding))
-    return CONV_FUNCTIONS[features.ndim - 2](features, weight, strip.bias, padding=padding, groups=strip.groups)
-
-
 class MultiScaleCrossAxisAttention(ResidualAttention):
     """MCA block: ``(B, C, *S)`` -> ``(B, C, *S)``.
 
@@ -75,7 +54,8 @@ class MultiScaleCrossAxisAttention(ResidualAttention):
         heads: attention heads.
         strip_lengths: strip convolution lengths per axis (paper: 7, 11, 21), odd. Strips longer than an
             axis are zero-padded 'same' convolutions: only the taps that overlap the grid contribute, and only
-            those are applied (:func:`apply_strip`).
+            those are applied. The strips of one axis, whose outputs are summed, run as one convolution with the
+            sum of their kernels (:func:`~.depthwise.summed_strips`, :func:`~.depthwise.depthwise_strip`).
         axes: the spatial axes with a path (default: all); the pairing is cyclic over them.
 
     The row-wise attention weights, averaged over heads and queries (the mean weight each index along the
@@ -149,7 +129,7 @@ class MultiScaleCrossAxisAttention(ResidualAttention):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         normed = self.norm(features)
         paths = [
-            self.project_out(sum(apply_strip(strip, normed, axis) for strip in strips))
+            self.project_out(depthwise_strip(normed, *summed_strips(strips), axis))
             for axis, strips in zip(self.axes, self.strips)
         ]
         attended = sum(
