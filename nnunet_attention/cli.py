@@ -1,5 +1,5 @@
 """``nnunet-attention``: the package's command line (demo, synth, verify, attention-maps, benchmark, plan,
-train-grid, compare).
+train-grid, compare, gpu-check).
 
 Every subcommand spells a concept the way nnU-Net does (``-d -c -tr -p -f -device``, :mod:`.cli_arguments`). A
 user's mistake (:class:`~nnunet_attention.errors.UsageError`, or a stock nnU-Net command that failed) is printed
@@ -440,13 +440,40 @@ def _run_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_gpu_check_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "gpu-check", help="run first on a GPU machine: CUDA tests, benchmark, plan --verify and short trainings, in "
+        "one report",
+        description="On one CUDA GPU, in about 8 minutes: the CUDA-marked tests, the benchmark on the ACDC 2d and "
+        "3d_fullres presets at the planned batch (fp16 AMP, eager and compiled), plan --verify per trainer, and one "
+        "short nnUNetv2_train per trainer timed as nnU-Net's nnUNetTrainerBenchmark_5epochs_noDataLoading; every "
+        "figure beside nnU-Net's U-Net, in one markdown report.",
+    )
+    parser.add_argument("-o", default="gpu_check", dest="output", help="folder of the report (default: %(default)s)")
+    parser.add_argument("--dry-run", action="store_true", help="list the steps and their time budgets; run nothing")
+
+
+def _run_gpu_check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .gpu_check import dry_run_lines, run_gpu_check
+
+    if args.dry_run:
+        print("\n".join(dry_run_lines()))
+        return 0
+    path = run_gpu_check(Path(args.output), lambda line: print(f"[nnunet-attention gpu-check] {line}", flush=True))
+    print(f"[nnunet-attention gpu-check] wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line: one subparser per subcommand."""
     parser = argparse.ArgumentParser(prog="nnunet-attention", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     subparsers = parser.add_subparsers(dest="command", required=True)
     for add_parser in (_add_demo_parser, _add_synth_parser, _add_verify_parser, _add_attention_maps_parser,
-                       _add_benchmark_parser, _add_plan_parser, _add_train_grid_parser, _add_compare_parser):
+                       _add_benchmark_parser, _add_plan_parser, _add_train_grid_parser, _add_compare_parser,
+                       _add_gpu_check_parser):
         add_parser(subparsers)
     return parser
 
@@ -455,7 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"demo": _run_demo, "synth": _run_synth, "verify": _run_verify, "attention-maps": _run_attention_maps,
                 "benchmark": _run_benchmark, "plan": _run_plan, "train-grid": _run_train_grid,
-                "compare": _run_compare}
+                "compare": _run_compare, "gpu-check": _run_gpu_check}
     try:
         return handlers[args.command](args)
     except (UsageError, NNUNetCommandError) as error:

@@ -228,23 +228,35 @@ def require_cuda_for_verify() -> None:
 def verify_on_cuda(dataset_id: int, plans_name: str, trainer_name: str, configurations: tuple[str, ...],
                    gpu_memory_target_in_gb: float) -> list[str]:
     """One real training step (fp16 AMP, as nnU-Net trains) of each planned configuration on CUDA: per
-    configuration a line with ``torch.cuda.max_memory_allocated`` beside the target. A ValueError without CUDA."""
+    configuration a line with ``torch.cuda.max_memory_allocated`` beside the target. A UsageError without CUDA."""
     import torch
 
     from .nnunet_layout import dataset_name, plans_file
-    from .trainer_step import constructed_trainer, prepare_training_step
 
     require_cuda_for_verify()
     plans_path = plans_file(dataset_name(dataset_id), plans_name)
-    device, lines = torch.device("cuda"), []
+    lines = []
     for configuration in configurations:
-        plan = PlannedConfiguration.from_plans_file(plans_path, configuration)
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-        with constructed_trainer(trainer_name, plan, device) as trainer:
-            prepare_training_step(trainer, plan.batch_size, amp=True)()
-        peak_gb = torch.cuda.max_memory_allocated(device) / 2**30
+        plan, peak_gb = training_step_peak_on_cuda(plans_path, trainer_name, configuration)
         lines.append(f"{configuration}: one training step at batch {plan.batch_size}, patch {plan.patch_size} "
-                     f"allocated at most {peak_gb:.2f} GB on {torch.cuda.get_device_name(device)} "
+                     f"allocated at most {peak_gb:.2f} GB on {torch.cuda.get_device_name()} "
                      f"(target {gpu_memory_target_in_gb} GB)")
     return lines
+
+
+def training_step_peak_on_cuda(plans_path, trainer_name: str, configuration: str) -> tuple[PlannedConfiguration,
+                                                                                          float]:
+    """``configuration`` of the plans file ``plans_path`` and the GB that one fp16 AMP training step of
+    ``trainer_name`` at its planned batch allocated at most on CUDA (``torch.cuda.max_memory_allocated``)."""
+    import torch
+
+    from .trainer_step import constructed_trainer, prepare_training_step
+
+    plan = PlannedConfiguration.from_plans_file(plans_path, configuration)
+    device = torch.device("cuda")
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
+    with constructed_trainer(trainer_name, plan, device) as trainer:
+        prepare_training_step(trainer, plan.batch_size, amp=True)()
+    peak_gb = torch.cuda.max_memory_allocated(device) / 2**30
+    return plan, peak_gb

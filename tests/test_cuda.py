@@ -102,7 +102,7 @@ def test_plan_verify_measures_each_planned_step_within_the_target(trainer_name, 
     import subprocess
     import sys
 
-    from fingerprints import PRESET_FINGERPRINTS, write_fingerprint_dataset
+    from nnunet_attention.fingerprints import PRESET_FINGERPRINTS, write_fingerprint_dataset
 
     environment = {**os.environ, **{name: str(tmp_path / name) for name in
                                     ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}}

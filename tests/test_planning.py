@@ -14,11 +14,11 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-from fingerprints import PRESET_FINGERPRINTS, write_fingerprint_dataset
 from nnunet_attention.trainers import TRAINERS
 
 from nnunet_attention.benchmark import run_benchmark
 from nnunet_attention.cli import main
+from nnunet_attention.fingerprints import PRESET_FINGERPRINTS, write_fingerprint_dataset
 from nnunet_attention.memory_estimate import training_step_peak_bytes
 from nnunet_attention.nnunet_layout import NNUNET_FOLDERS
 from nnunet_attention.plan_presets import PLAN_PRESETS
