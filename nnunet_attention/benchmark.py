@@ -41,7 +41,7 @@ from .isolated_call import call_isolated
 from .memory_estimate import training_step_peak_bytes
 from .nnunet_commands import nnunet_chatter_hidden
 from .planned_configuration import PlannedConfiguration
-from .process_memory import peak_resident_mib, reset_peak_resident, resident_mib
+from .process_memory import keep_freed_memory, peak_resident_mib, reset_peak_resident, resident_mib
 from .registry import (
     REFERENCE_TRAINER,
     UnknownTrainerError,
@@ -142,6 +142,8 @@ def measure(trainer: str, plan: PlannedConfiguration, device_name: str, steps: i
     run first, so the CPU peak they reach is theirs)."""
     device = torch.device(device_name)
     amp = device.type == "cuda"
+    if device.type == "cpu":
+        keep_freed_memory()
     torch.manual_seed(0)
     with constructed_trainer(trainer, plan, device) as constructed:
         step = prepare_training_step(constructed, batch_size, amp)
