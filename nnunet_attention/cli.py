@@ -1,5 +1,5 @@
 """``nnunet-attention``: the package's command line (demo, synth, verify, attention-maps, benchmark, plan,
-train-grid, compare, gpu-check).
+train-grid, compare, gpu-check, check-architecture).
 
 Every subcommand spells a concept the way nnU-Net does (``-d -c -tr -p -f -device``, :mod:`.cli_arguments`). A
 user's mistake (:class:`~nnunet_attention.errors.UsageError`, or a stock nnU-Net command that failed) is printed
@@ -466,6 +466,45 @@ def _run_gpu_check(args: argparse.Namespace) -> int:
     return 0
 
 
+#: the contract's checks, by name (nnunet_attention.architecture_contract.CHECKS; spelt here so that a typo is
+#: refused before torch is imported; a test holds the two equal)
+CONTRACT_CHECKS = ("output", "deep-supervision", "weights", "attention-maps", "gradients", "fp16",
+                   "pretrained-weights", "memory-estimate", "compile")
+
+
+def _add_check_architecture_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "check-architecture", help="run the contract every trainer here keeps on your own network",
+        description="Build your network (MODULE:CLASS: a trainer subclassing AttentionTrainerBase, or an "
+        "architecture subclassing PlannedNetwork) on the plans nnU-Net's planner writes (2D and 3D, isotropic and "
+        "[1, 2, 2] strides, 4 to 7 stages, plain and ResEnc) and check what nnU-Net will do with it: one output at "
+        "the patch, deep supervision at nnU-Net's scales, one state dict for training and prediction, a gradient "
+        "for every parameter (DDP), finite fp16 AMP steps, one graph under torch.compile, attention maps, "
+        "-pretrained_weights, the planner's memory estimate. One line per check and plan; exit code 1 on any "
+        "failure.",
+    )
+    parser.add_argument("subject", metavar="MODULE:CLASS", help="your trainer or architecture class, importable "
+                        "from the Python path (e.g. my_attention.trainer:nnUNetTrainerMyNet)")
+    parser.add_argument("--quick", action="store_true", help="one 2D and one anisotropic 3D plan per check (under "
+                        "2 minutes on 2 CPU cores)")
+    parser.add_argument("--checks", nargs="+", choices=CONTRACT_CHECKS, metavar="CHECK",
+                        help=f"only these checks (default: all: {', '.join(CONTRACT_CHECKS)})")
+
+
+def _run_check_architecture(args: argparse.Namespace) -> int:
+    from .architecture_contract import check_architecture, load_subject
+
+    subject = load_subject(args.subject)
+    failed = passed = skipped = 0
+    for result in check_architecture(subject, quick=args.quick, checks=args.checks):
+        print(result.line(), flush=True)
+        passed += result.passed is True
+        failed += result.passed is False
+        skipped += result.passed is None
+    print(f"{args.subject}: {passed} passed, {failed} failed, {skipped} not applicable")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line: one subparser per subcommand."""
     parser = argparse.ArgumentParser(prog="nnunet-attention", description=__doc__,
@@ -473,7 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     for add_parser in (_add_demo_parser, _add_synth_parser, _add_verify_parser, _add_attention_maps_parser,
                        _add_benchmark_parser, _add_plan_parser, _add_train_grid_parser, _add_compare_parser,
-                       _add_gpu_check_parser):
+                       _add_gpu_check_parser, _add_check_architecture_parser):
         add_parser(subparsers)
     return parser
 
@@ -482,7 +521,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"demo": _run_demo, "synth": _run_synth, "verify": _run_verify, "attention-maps": _run_attention_maps,
                 "benchmark": _run_benchmark, "plan": _run_plan, "train-grid": _run_train_grid,
-                "compare": _run_compare, "gpu-check": _run_gpu_check}
+                "compare": _run_compare, "gpu-check": _run_gpu_check,
+                "check-architecture": _run_check_architecture}
     try:
         return handlers[args.command](args)
     except (UsageError, NNUNetCommandError) as error:
