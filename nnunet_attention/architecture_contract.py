@@ -22,8 +22,8 @@ what nnU-Net will run:
   and finite gradients;
 - ``compile``: ``torch.compile(fullgraph=True)`` traces the network in one graph in training (the trainer's loss
   and gradients equal eager ones) and in evaluation with the attention probes hooked (as ``attention-maps`` runs);
-- ``attention-maps``: every attention probe has a unique file-safe name, fires in one forward pass, lies on its
-  level's grid where its name gives a level, and summarises to ``(B, 1, *grid)`` inside its declared range;
+- ``attention-maps``: every attention probe has a unique file-safe name, fires in one forward pass, lies on one
+  of the plan's level grids, and summarises to ``(B, 1, *grid)`` inside its declared range;
 - ``pretrained-weights``: nnU-Net's ``-pretrained_weights`` loader moves a checkpoint for another number of
   classes into the network: only layers named ``seg_layers`` depend on the classes;
 - ``memory-estimate``: the planner's estimate (one training step on fake tensors) runs: ``nnunet-attention plan``
@@ -55,8 +55,6 @@ INPUT_CHANNELS, NUM_CLASSES = 2, 3
 SEGMENTATION_LAYERS = ".seg_layers."
 #: a probe's map name: what ``attention-maps`` writes its files under
 MAP_NAME = re.compile(r"[a-z0-9_]+")
-#: names whose ``level{L}`` says which level's grid the map lies on
-MAP_ON_ITS_LEVEL = re.compile(r"_level(\d+)(?:_|$)")
 #: z-scored CT-like intensities reach ±10
 FP16_INPUT_MAGNITUDE = 10.0
 DROPOUT_SEED = 5
@@ -359,10 +357,10 @@ def check_attention_maps(trainer: type, plan: ContractPlan) -> None:
         raise ContractViolation(f"probes that never fired in a forward pass: {silent}")
     grids = plan.grids()
     for path, probe in probes.items():
-        level = MAP_ON_ITS_LEVEL.search(probe.map_name)
-        if level and int(level.group(1)) < len(grids) and tuple(maps[path].shape[2:]) != grids[int(level.group(1))]:
-            raise ContractViolation(f"map {probe.map_name} is on a {list(maps[path].shape[2:])} grid, not on level "
-                                    f"{level.group(1)}'s {list(grids[int(level.group(1))])} that its name gives")
+        if tuple(maps[path].shape[2:]) not in grids:
+            raise ContractViolation(f"map {probe.map_name} is on a {list(maps[path].shape[2:])} grid, none of the "
+                                    f"plan's level grids {[list(grid) for grid in grids]}: attention-maps resamples "
+                                    f"a map to the image from its level's grid")
         summary = probe.summarize(maps[path])
         if summary.shape[:2] != (2, 1) or summary.ndim != 2 + plan.spatial_dims:
             raise ContractViolation(f"map {probe.map_name} summarises to {_shape(summary)}, not (B, 1, *grid)")

@@ -1,32 +1,35 @@
 """The contract every trainer's architecture keeps, over the plan matrix (2D/3D, isotropic/[1,2,2], 4-7
-stages). Parametrized over the trainer registry: a trainer added to the package is covered here.
+stages). Parametrized over the trainer registry: a trainer added to the package is covered here. The checks are
+the ones ``nnunet-attention check-architecture`` runs on a user's network (nnunet_attention.architecture_contract);
+the tests here add what holds for this package's networks beyond that contract (exact map names, a non-zero
+gradient for every parameter, bf16 as well as fp16 steps).
 """
 
+import dataclasses
 import math
 import re
-from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
 from helpers import (
     ARCHITECTURES,
+    CONTRACT_PLAN_MATRIX,
     INPUT_CHANNELS,
     NUM_CLASSES,
-    PLAN_MATRIX,
     bf16_safe_kernels,
     build,
-    disable_dropout,
+    harness_trainer_class,
     make_plan,
     open_zero_initialised_gates,
     output_tensors,
     training_loss,
 )
-from nnunet_attention.architectures import UNetPlan
 from nnunet_attention.architectures.blocks.attention_probe import attention_probes, capture_attention_maps
 from nnunet_attention.architectures.blocks.gaussian_axial_attention import GaussianAxialAttention
 from nnunet_attention.trainers import TRAINERS
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnunet_attention.architecture_contract import run_check
 
 #: parameters whose gradient is zero by construction: the Gaussian axial score offset (documented where it is
 #: defined) and the biases of key projections (global aggregation, DANet position attention, Gaussian axial
@@ -35,28 +38,25 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 ZERO_GRADIENT_BY_DESIGN = ("global_attention.bias", "key.bias")
 
 
-#: trainers whose networks give nnU-Net's multi-resolution deep-supervision outputs (the others refuse them)
-DEEP_SUPERVISED = sorted(name for name, trainer in TRAINERS.items() if trainer.supports_deep_supervision)
+#: the contract's checks that run on every plan of the matrix (the others, on fewer plans, below and in
+#: test_compile.py); ResEnc plans for the state-dict check, where the residual encoder adds parameters
+MATRIX_CASES = [(check, plan) for check in ("output", "deep-supervision", "attention-maps")
+                for plan in CONTRACT_PLAN_MATRIX] + [
+    ("weights", plan) for plan in CONTRACT_PLAN_MATRIX
+    for plan in (plan, dataclasses.replace(plan, residual=True))]
 
 
-def deep_supervision_scales(trainer_class, strides):
-    """The scales a trainer's loss and data loader use for this plan, from the trainer method itself."""
-    trainer_view = SimpleNamespace(
-        enable_deep_supervision=True, configuration_manager=SimpleNamespace(pool_op_kernel_sizes=strides)
-    )
-    return trainer_class._get_deep_supervision_scales(trainer_view)
-
-
-@pytest.mark.parametrize("name", sorted(set(ARCHITECTURES) - set(DEEP_SUPERVISED)))
-@pytest.mark.parametrize("spatial_dims,n_stages,anisotropic", PLAN_MATRIX)
-def test_networks_without_deep_supervision_give_one_full_resolution_output(name, spatial_dims, n_stages, anisotropic):
-    kwargs, patch = make_plan(spatial_dims, n_stages, anisotropic)
-    with pytest.raises(ValueError, match="no multi-resolution deep supervision"):
-        ARCHITECTURES[name](UNetPlan.from_arch_kwargs(kwargs, patch), INPUT_CHANNELS, NUM_CLASSES, True)
-    network = build(name, kwargs, patch, deep_supervision=False).eval()
-    with torch.no_grad():
-        output = network(torch.randn(2, INPUT_CHANNELS, *patch))
-    assert list(output.shape) == [2, NUM_CLASSES, *patch]
+@pytest.mark.parametrize("check,plan", MATRIX_CASES, ids=lambda case: getattr(case, "name", case))
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_the_contract_holds_on_every_plan_of_the_matrix(name, check, plan):
+    """What ``nnunet-attention check-architecture`` runs (one implementation, architecture_contract): one output
+    at the patch, nnU-Net's deep-supervision scales (or a refusal where the network has none), one state dict
+    with and without deep supervision, every attention map named and on its level's grid in its range."""
+    result = run_check(harness_trainer_class(TRAINERS[name]), check, plan)
+    if check == "weights" and not TRAINERS[name].supports_deep_supervision:
+        assert result.passed is None, result.line()
+    else:
+        assert result.passed, result.line()
 
 
 #: map names on the 5-stage plans (levels 0-4): what each map is and the encoder level it sits at
@@ -69,79 +69,29 @@ MAP_NAMES_AT_FIVE_STAGES = {
                             for block in (0, 1)],
     "nnUNetTrainerNonLocalUNet": ["global_aggregation_bottleneck_level4", "global_aggregation_up_to_level3"],
 }
+
+
 #: names whose ``level{L}`` is the level whose grid the map is on (MSGA's guided attention maps all lie on the
 #: finest fused level's grid; MCANet's on E1's)
 MAP_ON_ITS_LEVEL = re.compile(r"^(gate|lgg_sa_[a-z]+|global_aggregation_[a-z_]+)_level(\d+)")
 
 
 def test_map_names_say_what_each_map_is_and_where():
-    """The names ``attention-maps`` writes its files under, exactly, on a 3D 5-stage plan."""
+    """The names ``attention-maps`` writes its files under, exactly, on a 3D 5-stage plan; a map whose name gives
+    its level lies on that level's grid."""
     kwargs, patch = make_plan(3, 5, anisotropic=True)
-    names = {name: [probe.map_name for probe in attention_probes(build(name, kwargs, patch, False)).values()]
-             for name in ARCHITECTURES}
+    names = {}
+    for name in ARCHITECTURES:
+        network = build(name, kwargs, patch, False).eval()
+        probes = attention_probes(network)
+        names[name] = [probe.map_name for probe in probes.values()]
+        with torch.no_grad(), capture_attention_maps(network) as maps:
+            network(torch.randn(1, INPUT_CHANNELS, *patch))
+        for path, probe in probes.items():
+            level = MAP_ON_ITS_LEVEL.match(probe.map_name)
+            if level:
+                assert tuple(maps[path].shape[2:]) == network.plan.grids[int(level.group(2))], probe.map_name
     assert names == MAP_NAMES_AT_FIVE_STAGES
-
-
-@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
-@pytest.mark.parametrize("spatial_dims,n_stages,anisotropic", PLAN_MATRIX)
-def test_every_map_is_named_on_its_levels_grid_and_summarised_in_its_declared_range(name, spatial_dims, n_stages,
-                                                                                     anisotropic):
-    """What ``nnunet-attention attention-maps`` exports: every probe has a unique file-safe name, fires in one
-    inference forward pass on the grid of the level its name gives, and summarises to ``(B, 1, *grid)`` with values
-    inside the range the probe documents."""
-    kwargs, patch = make_plan(spatial_dims, n_stages, anisotropic)
-    network = build(name, kwargs, patch, deep_supervision=False).eval()
-    open_zero_initialised_gates(network)
-    probes = attention_probes(network)
-    assert probes, f"{name} exposes no attention map"
-    map_names = [probe.map_name for probe in probes.values()]
-    assert all(map_name and re.fullmatch(r"[a-z0-9_]+", map_name) for map_name in map_names), map_names
-    assert len(set(map_names)) == len(map_names), map_names
-    with torch.no_grad(), capture_attention_maps(network) as maps:
-        network(10 * torch.randn(2, INPUT_CHANNELS, *patch))
-    assert sorted(maps) == sorted(probes)
-    for path, probe in probes.items():
-        level = MAP_ON_ITS_LEVEL.match(probe.map_name)
-        if level:
-            assert tuple(maps[path].shape[2:]) == network.plan.grids[int(level.group(2))], probe.map_name
-        summary = probe.summarize(maps[path])
-        assert summary.shape[:2] == (2, 1) and summary.ndim == 2 + spatial_dims, path
-        low, high = probe.value_range
-        assert torch.isfinite(summary).all() and low <= summary.min() and summary.max() <= high, path
-
-
-@pytest.mark.parametrize("name", DEEP_SUPERVISED)
-@pytest.mark.parametrize("spatial_dims,n_stages,anisotropic", PLAN_MATRIX)
-def test_outputs_match_nnunet_deep_supervision_scales(name, spatial_dims, n_stages, anisotropic):
-    kwargs, patch = make_plan(spatial_dims, n_stages, anisotropic)
-    network = disable_dropout(build(name, kwargs, patch, deep_supervision=True))
-    image = torch.randn(2, INPUT_CHANNELS, *patch)
-    with torch.no_grad():
-        outputs = network(image)
-    scales = deep_supervision_scales(TRAINERS[name], kwargs["strides"])
-    nnunet_scales = deep_supervision_scales(nnUNetTrainer, kwargs["strides"])
-    # highest resolution first, a prefix of nnU-Net's scales, at least two (one output makes nnU-Net's weights NaN)
-    assert len(outputs) == len(scales) >= 2
-    assert [list(s) for s in scales] == [list(s) for s in nnunet_scales[: len(scales)]]
-    for output, scale in zip(outputs, scales):
-        assert list(output.shape) == [2, NUM_CLASSES, *[round(p * s) for p, s in zip(patch, scale)]]
-
-    network.decoder.deep_supervision = False
-    with torch.no_grad():
-        single = network(image)
-    assert list(single.shape) == [2, NUM_CLASSES, *patch]
-    torch.testing.assert_close(single, outputs[0])
-
-
-@pytest.mark.parametrize("name", DEEP_SUPERVISED)
-@pytest.mark.parametrize("residual", [False, True], ids=["plain", "resenc"])
-@pytest.mark.parametrize("spatial_dims,n_stages,anisotropic", PLAN_MATRIX)
-def test_same_state_dict_with_and_without_deep_supervision(name, spatial_dims, n_stages, anisotropic, residual):
-    kwargs, patch = make_plan(spatial_dims, n_stages, anisotropic, residual=residual)
-    with_ds = build(name, kwargs, patch, deep_supervision=True).state_dict()
-    without_ds = build(name, kwargs, patch, deep_supervision=False)
-    assert list(with_ds) == list(without_ds.state_dict())
-    without_ds.load_state_dict(with_ds, strict=True)
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
