@@ -36,6 +36,7 @@ failure too (its type and message are the reason).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -48,9 +49,8 @@ from torch import nn
 from .errors import UsageError
 from .plan_matrix import PLAN_MATRIX as PLANS_OF_THE_MATRIX
 from .plan_matrix import QUICK_PLANS, ContractPlan
+from .planned_configuration import PlannedConfiguration
 
-#: the dataset of every check: two input channels, three classes
-INPUT_CHANNELS, NUM_CLASSES = 2, 3
 #: what nnU-Net's ``-pretrained_weights`` loader leaves out of the transfer (``load_pretrained_weights``)
 SEGMENTATION_LAYERS = ".seg_layers."
 #: a probe's map name: what ``attention-maps`` writes its files under
@@ -123,27 +123,36 @@ def load_subject(reference: str) -> type:
     return getattr(module, class_name)
 
 
-def contract_configuration(plan: ContractPlan, num_classes: int = NUM_CLASSES):
-    """The plan as nnU-Net's planner writes it, for a dataset of :data:`INPUT_CHANNELS` channels and
-    ``num_classes`` classes (a :class:`~nnunet_attention.planned_configuration.PlannedConfiguration`)."""
-    from .planned_configuration import PlannedConfiguration
-    from .plans_fabricator import dataset_json_for, plans_for
+def with_classes(configuration: PlannedConfiguration, num_classes: int) -> PlannedConfiguration:
+    """The same plan for a dataset of the same channels and ``num_classes`` labels."""
+    from .plans_fabricator import dataset_json_for
 
-    arch_kwargs, patch = plan.arch_kwargs_and_patch()
-    plans = plans_for(arch_kwargs, patch)
-    return PlannedConfiguration(plan.name, plans, next(iter(plans["configurations"])),
-                                dataset_json_for(INPUT_CHANNELS, num_classes), tuple(2 * p for p in patch),
-                                "the contract's plan matrix")
+    return dataclasses.replace(configuration,
+                               dataset_json=dataset_json_for(configuration.input_channels, num_classes))
 
 
-def build(trainer: type, plan: ContractPlan, deep_supervision: bool, num_classes: int = NUM_CLASSES,
-          seed: int = 0) -> nn.Module:
-    """The trainer's network on ``plan`` (as ``build_network_architecture`` builds it, nnU-Net's initialisation),
-    seeded."""
-    configuration = contract_configuration(plan, num_classes)
+def build(trainer: type, configuration: PlannedConfiguration, deep_supervision: bool, seed: int = 0) -> nn.Module:
+    """The trainer's network on ``configuration`` (as ``build_network_architecture`` builds it, nnU-Net's
+    initialisation), seeded."""
     torch.manual_seed(seed)
     return trainer.build_network_architecture(configuration.plans_manager(), configuration.configuration_manager(),
-                                              INPUT_CHANNELS, num_classes, deep_supervision)
+                                              configuration.input_channels, configuration.num_classes,
+                                              deep_supervision)
+
+
+def images(configuration: PlannedConfiguration, magnitude: float = 1.0) -> torch.Tensor:
+    """A seeded batch of 2 random images of the plan's patch."""
+    generator = torch.Generator().manual_seed(0)
+    return magnitude * torch.randn(2, configuration.input_channels, *configuration.patch_size, generator=generator)
+
+
+def level_grids(configuration: PlannedConfiguration) -> tuple[tuple[int, ...], ...]:
+    """The feature grid of each level of the plan (the patch divided by the cumulative strides)."""
+    grids, current = [], list(configuration.patch_size)
+    for stride in configuration.configuration_manager().pool_op_kernel_sizes:
+        current = [size // s for size, s in zip(current, stride)]
+        grids.append(tuple(current))
+    return tuple(grids)
 
 
 def output_tensors(outputs) -> list[torch.Tensor]:
@@ -153,11 +162,9 @@ def output_tensors(outputs) -> list[torch.Tensor]:
     return [tensor for item in outputs for tensor in output_tensors(item)]
 
 
-def deep_supervision_scales(trainer: type, plan: ContractPlan) -> list[list[float]]:
-    """The scales ``trainer``'s loss and data loader use on ``plan``, from the trainer's own method."""
-    arch_kwargs, _ = plan.arch_kwargs_and_patch()
-    view = SimpleNamespace(enable_deep_supervision=True,
-                           configuration_manager=SimpleNamespace(pool_op_kernel_sizes=arch_kwargs["strides"]))
+def deep_supervision_scales(trainer: type, configuration: PlannedConfiguration) -> list[list[float]]:
+    """The scales ``trainer``'s loss and data loader use on the plan, from the trainer's own method."""
+    view = SimpleNamespace(enable_deep_supervision=True, configuration_manager=configuration.configuration_manager())
     return [list(scale) for scale in trainer._get_deep_supervision_scales(view)]
 
 
@@ -167,44 +174,43 @@ def _shape(tensor: torch.Tensor) -> list[int]:
 
 # ---- the checks ----------------------------------------------------------------------------------------------
 
-def check_output(trainer: type, plan: ContractPlan) -> None:
-    network = build(trainer, plan, deep_supervision=False).eval()
-    _, patch = plan.arch_kwargs_and_patch()
+def check_output(trainer: type, configuration: PlannedConfiguration) -> None:
+    network = build(trainer, configuration, deep_supervision=False).eval()
     with torch.no_grad():
-        output = network(torch.randn(2, INPUT_CHANNELS, *patch))
+        output = network(images(configuration))
     if not isinstance(output, torch.Tensor):
         raise ContractViolation(f"without deep supervision in evaluation mode it returned {type(output).__name__}, "
                                 f"not one logits tensor (nnU-Net's predictor takes one)")
-    expected = [2, NUM_CLASSES, *patch]
+    expected = [2, configuration.num_classes, *configuration.patch_size]
     if _shape(output) != expected:
         raise ContractViolation(f"output {_shape(output)} where nnU-Net expects {expected} (batch, classes, patch)")
 
 
-def check_deep_supervision(trainer: type, plan: ContractPlan) -> None:
+def check_deep_supervision(trainer: type, configuration: PlannedConfiguration) -> None:
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
     if not trainer.supports_deep_supervision:
         try:
-            build(trainer, plan, deep_supervision=True)
+            build(trainer, configuration, deep_supervision=True)
         except ValueError:
             return
         raise ContractViolation("declares no deep supervision (supports_deep_supervision = False) but builds with "
                                 "deep_supervision=True instead of refusing it")
-    _, patch = plan.arch_kwargs_and_patch()
-    network = _without_dropout(build(trainer, plan, deep_supervision=True))
-    image = torch.randn(2, INPUT_CHANNELS, *patch)
+    network = _without_dropout(build(trainer, configuration, deep_supervision=True))
+    image = images(configuration)
     with torch.no_grad():
         outputs = network(image)
     if isinstance(outputs, torch.Tensor) or len(outputs) < 2:
         raise ContractViolation("with deep supervision it must return a list of at least two logits tensors, "
                                 "highest resolution first (one output makes nnU-Net's loss weights NaN)")
-    scales = deep_supervision_scales(trainer, plan)
-    nnunet_scales = deep_supervision_scales(nnUNetTrainer, plan)
+    scales = deep_supervision_scales(trainer, configuration)
+    nnunet_scales = deep_supervision_scales(nnUNetTrainer, configuration)
     if len(outputs) != len(scales) or scales != nnunet_scales[:len(scales)]:
         raise ContractViolation(f"{len(outputs)} outputs where the trainer's loss uses {len(scales)} scales, a "
                                 f"prefix of nnU-Net's {nnunet_scales}")
     for index, (output, scale) in enumerate(zip(outputs, scales)):
-        expected = [2, NUM_CLASSES, *[round(p * s) for p, s in zip(patch, scale)]]
+        expected = [2, configuration.num_classes,
+                    *[round(p * s) for p, s in zip(configuration.patch_size, scale)]]
         if _shape(output) != expected:
             raise ContractViolation(f"deep-supervision output {index} is {_shape(output)}, not {expected} (scale "
                                     f"{scale} of the plan's strides)")
@@ -216,11 +222,11 @@ def check_deep_supervision(trainer: type, plan: ContractPlan) -> None:
                                 "return the first deep-supervision output alone")
 
 
-def check_weights(trainer: type, plan: ContractPlan) -> None:
+def check_weights(trainer: type, configuration: PlannedConfiguration) -> None:
     if not trainer.supports_deep_supervision:
         raise NotApplicable("no deep supervision: one network for training and prediction")
-    with_supervision = build(trainer, plan, deep_supervision=True).state_dict()
-    without = build(trainer, plan, deep_supervision=False)
+    with_supervision = build(trainer, configuration, deep_supervision=True).state_dict()
+    without = build(trainer, configuration, deep_supervision=False)
     if list(with_supervision) != list(without.state_dict()):
         extra = sorted(set(with_supervision) ^ set(without.state_dict()))[:3]
         raise ContractViolation(f"the state dict differs with and without deep supervision (e.g. {extra}): nnU-Net "
@@ -229,20 +235,20 @@ def check_weights(trainer: type, plan: ContractPlan) -> None:
 
 
 @contextlib.contextmanager
-def _trainer_step(trainer: type, plan: ContractPlan, amp: bool, intensity: float = 1.0):
+def _trainer_step(trainer: type, configuration: PlannedConfiguration, amp: bool, intensity: float = 1.0):
     """The trainer's own step (its network, loss, optimizer; nnU-Net's ``train_step``, see
     :class:`~nnunet_attention.trainer_step.TrainerStep`) on the plan, on a seeded batch of that intensity."""
     from .trainer_step import constructed_trainer, prepare_training_step, training_batch
 
-    with constructed_trainer(trainer, contract_configuration(plan)) as constructed:
+    with constructed_trainer(trainer, configuration) as constructed:
         torch.manual_seed(0)
         step = prepare_training_step(constructed, 2, amp)
         step.batch = training_batch(constructed, torch.Generator().manual_seed(0), intensity=intensity)
         yield step
 
 
-def check_gradients(trainer: type, plan: ContractPlan) -> None:
-    with _trainer_step(trainer, plan, amp=False) as step:
+def check_gradients(trainer: type, configuration: PlannedConfiguration) -> None:
+    with _trainer_step(trainer, configuration, amp=False) as step:
         weights = getattr(step.trainer.loss, "weight_factors", None)
         if weights is not None:  # nnU-Net's deep-supervision loss under DDP weights its lowest output 1e-6, not 0
             step.trainer.loss.weight_factors = tuple(weight or 1e-6 for weight in weights)
@@ -258,8 +264,8 @@ def check_gradients(trainer: type, plan: ContractPlan) -> None:
             raise ContractViolation(f"non-finite gradients in {infinite[:3]}")
 
 
-def check_fp16(trainer: type, plan: ContractPlan) -> None:
-    with _trainer_step(trainer, plan, amp=True, intensity=FP16_INPUT_MAGNITUDE) as step:
+def check_fp16(trainer: type, configuration: PlannedConfiguration) -> None:
+    with _trainer_step(trainer, configuration, amp=True, intensity=FP16_INPUT_MAGNITUDE) as step:
         step.trainer.optimizer.step = lambda *args, **kwargs: None  # the gradients are checked, not applied
         loss = step()
         if not torch.isfinite(loss):
@@ -288,11 +294,13 @@ def _assert_close(actual: torch.Tensor, expected: torch.Tensor, what: str, scale
         raise ContractViolation(f"compiled {what} differs from eager: {str(error).splitlines()[0]}") from None
 
 
-def check_compile(trainer: type, plan: ContractPlan, backend: str = "aot_eager") -> None:
+def check_compile(trainer: type, configuration: PlannedConfiguration, backend: str = "aot_eager") -> None:
     from nnunet_attention.architectures.blocks.attention_probe import capture_attention_maps
 
-    with _trainer_step(trainer, plan, amp=False) as step:
+    with _trainer_step(trainer, configuration, amp=False) as step:
         network, loss_function, batch = step.network, step.trainer.loss, step.batch
+        if backend == "inductor":  # inductor draws dropout masks from its own generator; aot_eager from eager's
+            _without_dropout(network)
 
         def run(module):
             network.zero_grad(set_to_none=True)
@@ -320,9 +328,8 @@ def check_compile(trainer: type, plan: ContractPlan, backend: str = "aot_eager")
         for name, gradient in eager_gradients.items():
             _assert_close(compiled_gradients[name], gradient, f"gradient of {name}", scale=largest)
 
-    _, patch = plan.arch_kwargs_and_patch()
-    network = build(trainer, plan, deep_supervision=False).eval()
-    image = torch.randn(2, INPUT_CHANNELS, *patch)
+    network = build(trainer, configuration, deep_supervision=False).eval()
+    image = images(configuration)
     with torch.no_grad():
         with capture_attention_maps(network) as eager_maps:
             eager = network(image)
@@ -337,11 +344,10 @@ def check_compile(trainer: type, plan: ContractPlan, backend: str = "aot_eager")
         _assert_close(compiled_maps[name], attention_map, f"attention map {name}")
 
 
-def check_attention_maps(trainer: type, plan: ContractPlan) -> None:
+def check_attention_maps(trainer: type, configuration: PlannedConfiguration) -> None:
     from nnunet_attention.architectures.blocks.attention_probe import attention_probes, capture_attention_maps
 
-    _, patch = plan.arch_kwargs_and_patch()
-    network = build(trainer, plan, deep_supervision=False).eval()
+    network = build(trainer, configuration, deep_supervision=False).eval()
     probes = attention_probes(network)
     if not probes:
         raise NotApplicable("no attention probe (AttentionProbe) in the network: attention-maps has nothing to "
@@ -351,18 +357,18 @@ def check_attention_maps(trainer: type, plan: ContractPlan) -> None:
     if bad or len(set(names)) != len(names):
         raise ContractViolation(f"map names must be unique and of a-z, 0-9 and _ (file names): {names}")
     with torch.no_grad(), capture_attention_maps(network) as maps:
-        network(10 * torch.randn(2, INPUT_CHANNELS, *patch))
+        network(images(configuration, magnitude=10))
     silent = sorted(set(probes) - set(maps))
     if silent:
         raise ContractViolation(f"probes that never fired in a forward pass: {silent}")
-    grids = plan.grids()
+    grids = level_grids(configuration)
     for path, probe in probes.items():
         if tuple(maps[path].shape[2:]) not in grids:
             raise ContractViolation(f"map {probe.map_name} is on a {list(maps[path].shape[2:])} grid, none of the "
                                     f"plan's level grids {[list(grid) for grid in grids]}: attention-maps resamples "
                                     f"a map to the image from its level's grid")
         summary = probe.summarize(maps[path])
-        if summary.shape[:2] != (2, 1) or summary.ndim != 2 + plan.spatial_dims:
+        if summary.shape[:2] != (2, 1) or summary.ndim != 2 + len(configuration.patch_size):
             raise ContractViolation(f"map {probe.map_name} summarises to {_shape(summary)}, not (B, 1, *grid)")
         low, high = probe.value_range
         if not (torch.isfinite(summary).all() and low <= summary.min() and summary.max() <= high):
@@ -370,7 +376,7 @@ def check_attention_maps(trainer: type, plan: ContractPlan) -> None:
                                     f"{float(summary.max()):.3g}], outside its declared range [{low}, {high}]")
 
 
-def check_pretrained_weights(trainer: type, plan: ContractPlan) -> None:
+def check_pretrained_weights(trainer: type, configuration: PlannedConfiguration) -> None:
     import tempfile
     from pathlib import Path
 
@@ -378,8 +384,9 @@ def check_pretrained_weights(trainer: type, plan: ContractPlan) -> None:
 
     from .nnunet_commands import nnunet_chatter_hidden
 
-    source = build(trainer, plan, deep_supervision=trainer.supports_deep_supervision, num_classes=3, seed=1)
-    target = build(trainer, plan, deep_supervision=trainer.supports_deep_supervision, num_classes=5, seed=2)
+    supervised = trainer.supports_deep_supervision
+    source = build(trainer, with_classes(configuration, 3), deep_supervision=supervised, seed=1)
+    target = build(trainer, with_classes(configuration, 5), deep_supervision=supervised, seed=2)
     source_weights = source.state_dict()
     fresh = {key: value.clone() for key, value in target.state_dict().items()}
     class_dependent = sorted(k for k in source_weights if k in fresh and source_weights[k].shape != fresh[k].shape)
@@ -403,10 +410,10 @@ def check_pretrained_weights(trainer: type, plan: ContractPlan) -> None:
             raise ContractViolation(f"{key} is not what nnU-Net's loader should leave there")
 
 
-def check_memory_estimate(trainer: type, plan: ContractPlan) -> None:
+def check_memory_estimate(trainer: type, configuration: PlannedConfiguration) -> None:
     from .memory_estimate import training_step_peak_bytes
 
-    peak = training_step_peak_bytes(trainer, contract_configuration(plan), 2)
+    peak = training_step_peak_bytes(trainer, configuration, 2)
     if not peak > 0:
         raise ContractViolation(f"the planner's estimate is {peak} bytes")
 
@@ -446,11 +453,12 @@ CHECKS = {check.name: check for check in (
 )}
 
 
-def run_check(trainer: type, check: str, plan: ContractPlan) -> CheckResult:
-    """``check`` of ``trainer``'s network on ``plan``: passed, failed with the reason, or not applicable. An
-    exception the network raises is a failure with its type and message."""
+def run_check(trainer: type, check: str, plan: ContractPlan | PlannedConfiguration) -> CheckResult:
+    """``check`` of ``trainer``'s network on ``plan`` (one of the matrix, for a dataset of 2 channels and 3
+    classes, or a planned configuration): passed, failed with the reason, or not applicable. An exception the
+    network raises is a failure with its type and message."""
     try:
-        CHECKS[check].run(trainer, plan)
+        CHECKS[check].run(trainer, plan.configuration() if isinstance(plan, ContractPlan) else plan)
     except NotApplicable as reason:
         return CheckResult(check, plan.name, None, str(reason))
     except ContractViolation as reason:
@@ -461,12 +469,13 @@ def run_check(trainer: type, check: str, plan: ContractPlan) -> CheckResult:
     return CheckResult(check, plan.name, True)
 
 
-def check_architecture(subject: type, quick: bool = False, checks: Sequence[str] | None = None
-                       ) -> Iterator[CheckResult]:
-    """Every check (or those named) of ``subject`` (a trainer or architecture class) on its plans, as they run."""
+def check_architecture(subject: type, quick: bool = False, checks: Sequence[str] | None = None,
+                       configurations: Sequence[PlannedConfiguration] | None = None) -> Iterator[CheckResult]:
+    """Every check (or those named) of ``subject`` (a trainer or architecture class) as they run: on each check's
+    plans of the matrix (``quick``: its quick plans), or on each of ``configurations`` (a user's plans)."""
     trainer = subject_trainer(subject)
     for name in checks or CHECKS:
         check = CHECKS[name]
-        for plan in check.quick_plans if quick else check.plans:
+        plans = configurations or (check.quick_plans if quick else check.plans)
+        for plan in plans:
             yield run_check(trainer, name, plan)
-

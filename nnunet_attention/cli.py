@@ -473,8 +473,18 @@ CONTRACT_CHECKS = ("output", "deep-supervision", "weights", "attention-maps", "g
 
 
 def _add_check_architecture_parser(subparsers) -> None:
+    from .plan_presets import PLAN_PRESETS
+
+    flags = nnunet_flags(
+        dataset={"type": int, "default": None, "help": "with -p PLANS_NAME: the dataset whose plans to read"},
+        plans={"default": None, "help": "check on this nnUNetPlans.json (its dataset.json beside it gives channels "
+                                        "and classes), or with -d a plans name in nnUNet_preprocessed, instead of "
+                                        "the plan matrix"},
+        configuration={"nargs": "+", "default": ["2d", "3d_fullres"],
+                       "help": "configurations of -p (default: %(default)s)"},
+    )
     parser = subparsers.add_parser(
-        "check-architecture", help="run the contract every trainer here keeps on your own network",
+        "check-architecture", parents=[flags], help="run the contract every trainer here keeps on your own network",
         description="Build your network (MODULE:CLASS: a trainer subclassing AttentionTrainerBase, or an "
         "architecture subclassing PlannedNetwork) on the plans nnU-Net's planner writes (2D and 3D, isotropic and "
         "[1, 2, 2] strides, 4 to 7 stages, plain and ResEnc) and check what nnU-Net will do with it: one output at "
@@ -485,18 +495,24 @@ def _add_check_architecture_parser(subparsers) -> None:
     )
     parser.add_argument("subject", metavar="MODULE:CLASS", help="your trainer or architecture class, importable "
                         "from the Python path (e.g. my_attention.trainer:nnUNetTrainerMyNet)")
-    parser.add_argument("--quick", action="store_true", help="one 2D and one anisotropic 3D plan per check (under "
-                        "2 minutes on 2 CPU cores)")
+    parser.add_argument("--preset", nargs="+", choices=sorted(PLAN_PRESETS), default=None,
+                        help="check on these built-in plans instead of the plan matrix (e.g. acdc-2d)")
+    parser.add_argument("--quick", action="store_true", help="one 2D and one anisotropic 3D plan of the matrix per "
+                        "check (seconds to a minute on 2 CPU cores)")
     parser.add_argument("--checks", nargs="+", choices=CONTRACT_CHECKS, metavar="CHECK",
                         help=f"only these checks (default: all: {', '.join(CONTRACT_CHECKS)})")
 
 
 def _run_check_architecture(args: argparse.Namespace) -> int:
     from .architecture_contract import check_architecture, load_subject
+    from .benchmark_command import plans_from_arguments
 
+    if args.quick and (args.plans or args.preset):
+        raise UsageError("--quick picks plans of the matrix: give it, or -p/--preset, not both")
     subject = load_subject(args.subject)
+    configurations = plans_from_arguments(args) if args.plans or args.preset else None
     failed = passed = skipped = 0
-    for result in check_architecture(subject, quick=args.quick, checks=args.checks):
+    for result in check_architecture(subject, quick=args.quick, checks=args.checks, configurations=configurations):
         print(result.line(), flush=True)
         passed += result.passed is True
         failed += result.passed is False

@@ -70,15 +70,18 @@ def _environment(_: Path) -> str:
 
 
 def repository_tests() -> Path | None:
-    """The repository's ``tests/`` beside the package source (a clone, installed or not), or None."""
-    tests = Path(__file__).resolve().parents[1] / "tests"
-    return tests if (tests / "test_cuda.py").is_file() else None
+    """The clone's ``tests/``: beside the package source (an editable install), else in the working folder (the
+    check run from the clone's root after ``pip install .``); None where neither holds them."""
+    for root in (Path(__file__).resolve().parents[1], Path.cwd()):
+        if (root / "tests" / "test_cuda.py").is_file():
+            return root / "tests"
+    return None
 
 
 def _cuda_tests(_: Path) -> str:
     tests = repository_tests()
     if tests is None:
-        return "skipped: no `tests/` beside the package (installed from an archive); run the check from a clone"
+        return "skipped: no clone's `tests/` beside the package or in the working folder; run the check from a clone"
     completed = subprocess.run([sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider",
                                 str(tests)], cwd=tests.parent, capture_output=True, text=True,
                                timeout=3 * STEP_BUDGETS["cuda-tests"])

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+#: the dataset of the matrix' plans: two input channels, three classes
+INPUT_CHANNELS, NUM_CLASSES = 2, 3
 #: the patch is the total stride times these, per spatial dimensionality
 PATCH_MULTIPLIERS = {2: (3, 5), 3: (1, 1, 3)}
 
@@ -90,14 +92,17 @@ class ContractPlan:
     def arch_kwargs_and_patch(self) -> tuple[dict, list[int]]:
         return make_plan(self.spatial_dims, self.n_stages, self.anisotropic, self.residual)
 
-    def grids(self) -> tuple[tuple[int, ...], ...]:
-        """The feature grid of each level (the patch divided by the cumulative strides)."""
+    def configuration(self):
+        """The plan as nnU-Net's planner writes it, for a dataset of :data:`INPUT_CHANNELS` channels and
+        :data:`NUM_CLASSES` classes (a :class:`~nnunet_attention.planned_configuration.PlannedConfiguration`)."""
+        from .planned_configuration import PlannedConfiguration
+        from .plans_fabricator import dataset_json_for, plans_for
+
         arch_kwargs, patch = self.arch_kwargs_and_patch()
-        grids, current = [], list(patch)
-        for stride in arch_kwargs["strides"]:
-            current = [size // s for size, s in zip(current, stride)]
-            grids.append(tuple(current))
-        return tuple(grids)
+        plans = plans_for(arch_kwargs, patch)
+        return PlannedConfiguration(self.name, plans, next(iter(plans["configurations"])),
+                                    dataset_json_for(INPUT_CHANNELS, NUM_CLASSES), tuple(2 * p for p in patch),
+                                    "the contract's plan matrix")
 
 
 #: 2D and 3D, isotropic and [1, 2, 2] strides, 4 to 7 stages

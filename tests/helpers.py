@@ -28,8 +28,13 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from torch import nn
 
+from nnunet_attention.plan_matrix import (  # noqa: F401 - the tests' plans and dataset
+    INPUT_CHANNELS,
+    NUM_CLASSES,
+    make_plan,
+    plan_from_layout,
+)
 from nnunet_attention.plan_matrix import PLAN_MATRIX as CONTRACT_PLAN_MATRIX
-from nnunet_attention.plan_matrix import make_plan, plan_from_layout  # noqa: F401 - the tests' plans
 
 # ---- plans ----------------------------------------------------------------------------------------------------
 
@@ -46,8 +51,6 @@ NARROW_ARCHITECTURE_KWARGS = {"nnUNetTrainerMSGA": {"attention_channels": 8, "n_
 
 # ---- networks -------------------------------------------------------------------------------------------------
 
-NUM_CLASSES = 3
-INPUT_CHANNELS = 2
 ARCHITECTURES = {name: trainer.architecture_class for name, trainer in TRAINERS.items()}
 
 
@@ -112,6 +115,19 @@ def harness_trainer_class(trainer_class: type[nnUNetTrainer]) -> type[nnUNetTrai
         return trainer_class
     attributes = {"architecture_kwargs": {**trainer_class.architecture_kwargs, **narrow}, "__module__": __name__}
     return type(trainer_class.__name__, (trainer_class,), attributes)
+
+
+def with_gates_open(trainer_class: type[nnUNetTrainer]) -> type[nnUNetTrainer]:
+    """``trainer_class`` whose networks are built with their zero-initialised gates opened
+    (:func:`open_zero_initialised_gates`), so that a comparison of two runs covers the paths behind them too."""
+    def build_network_architecture(cls, *args, **kwargs):
+        network = super(opened, cls).build_network_architecture(*args, **kwargs)
+        open_zero_initialised_gates(network)
+        return network
+
+    opened = type(trainer_class.__name__, (trainer_class,), {
+        "build_network_architecture": classmethod(build_network_architecture), "__module__": __name__})
+    return opened
 
 
 def make_trainer(trainer_class: type[nnUNetTrainer], plans: dict, dataset_json: dict, root: Path, monkeypatch,

@@ -68,3 +68,17 @@ def test_a_broken_network_fails_the_check_for_its_fault(broken, broken_networks_
 def test_a_mistake_in_module_class_is_a_message(subject, message, broken_networks_importable, capsys):
     assert main(["check-architecture", subject, "--quick"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_on_a_preset_the_checks_run_on_that_plan_with_its_channels_and_classes(capsys):
+    """The synthetic 2d preset (1 channel, 3 labels, patch 96 x 112) instead of the matrix."""
+    assert main(["check-architecture", "nnunet_attention.trainers.non_local_unet:nnUNetTrainerNonLocalUNet",
+                 "--preset", "synthetic-2d", "--checks", "output", "pretrained-weights"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["ok    output             synthetic 2d", "ok    pretrained-weights synthetic 2d"]
+
+
+def test_quick_with_a_plan_of_ones_own_is_a_message(capsys):
+    assert main(["check-architecture", "nnunet_attention.trainers.mcanet:nnUNetTrainerMCANet", "--quick",
+                 "--preset", "acdc-2d"]) == 2
+    assert "--quick picks plans of the matrix: give it, or -p/--preset, not both" in capsys.readouterr().err

@@ -18,7 +18,8 @@ import pytest
 from nnunet_attention.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = sorted([ROOT / "README.md", ROOT / "datasets.md", *(ROOT / "documentation").glob("*.md")])
+PAGES = sorted([ROOT / "README.md", ROOT / "datasets.md", *(ROOT / "documentation").glob("*.md"),
+                *(ROOT / "examples").glob("*/README.md")])
 FENCE = re.compile(r"^( *)```(\w*)\n(.*?)^\1```", re.MULTILINE | re.DOTALL)
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 HEREDOC = re.compile(r"<<'?(\w+)'?\n(.*?)\n\1\n", re.DOTALL)

@@ -113,9 +113,15 @@ def prepared_workdirs(tmp_path_factory):
 
 def held_out_dice(predictor: nnUNetPredictor, raw_dataset: Path, output: Path) -> float:
     """Segment imagesTs with ``predictor`` (in this process, no worker pools) and return nnU-Net's foreground mean
-    Dice against labelsTs (per label the mean over cases with the label present in reference or prediction)."""
+    Dice against labelsTs (:func:`dice_of_predictions`)."""
     output.mkdir(parents=True, exist_ok=True)
     predictor.predict_from_files_sequential(str(raw_dataset / "imagesTs"), str(output), overwrite=True)
+    return dice_of_predictions(raw_dataset, output)
+
+
+def dice_of_predictions(raw_dataset: Path, output: Path) -> float:
+    """nnU-Net's foreground mean Dice of the segmentations in ``output`` against labelsTs (per label the mean over
+    cases with the label present in reference or prediction)."""
     per_label = {label: [] for label in FOREGROUND}
     for reference in sorted((raw_dataset / "labelsTs").glob("*.nii.gz")):
         metrics = compute_metrics(str(reference), str(output / reference.name), SimpleITKIO(), FOREGROUND)["metrics"]
@@ -647,3 +653,40 @@ def test_stock_commands_train_and_predict_with_the_plans_made_for_a_trainer(prep
                                          "--disable_tta"),
                        environment, tmp_path / "predict.log")
     assert len(list(predictions.glob("*.nii.gz"))) == spec.n_test
+
+
+#: the worked example of documentation/your_own_network.md: a package of its own, outside this one
+EXAMPLE_PACKAGE = Path(__file__).resolve().parents[1] / "examples" / "scse_unet"
+
+
+def test_a_network_from_its_own_package_passes_the_contract_and_learns_through_the_stock_commands(
+        prepared_workdirs, monkeypatch):
+    """The guide's path: the example package on the Python path (as ``pip install -e .`` puts it), its trainer
+    folder in ``nnUNet_extTrainer``; ``check-architecture`` passes for its trainer and for its network class; a
+    seeded short schedule of its trainer trains through ``nnUNetv2_train`` and ``nnUNetv2_predict`` segments the
+    held-out cases better than the same network untrained."""
+    monkeypatch.syspath_prepend(str(EXAMPLE_PACKAGE))
+    for subject in ("scse_unet.trainer:nnUNetTrainerSCSEUNet", "scse_unet.network:SCSEUNet"):
+        assert cli.main(["check-architecture", subject, "--quick"]) == 0, subject
+    from scse_unet.trainer import nnUNetTrainerSCSEUNet
+
+    configuration, (epochs, iterations, bar) = "2d", SCHEDULES["2d"]
+    workdir = prepared_workdirs(configuration)
+    short_trainer = write_short_schedule_trainer(workdir / "scse_trainers", nnUNetTrainerSCSEUNet, epochs,
+                                                 iterations, seed=SEED, validation_mirroring=False)
+    environment = nnunet_environment(workdir, "cpu")
+    environment["PYTHONPATH"] = os.pathsep.join(p for p in (str(EXAMPLE_PACKAGE), environment.get("PYTHONPATH"))
+                                                if p)
+    environment["nnUNet_extTrainer"] = str(EXAMPLE_PACKAGE / "nnunet_trainers")
+    environment = with_ext_trainer_folder(environment, workdir / "scse_trainers")
+    spec = DEMO_DATASETS[configuration]
+    run_nnunet_command(["nnUNetv2_train", spec.dataset_id, configuration, "0", "-tr", short_trainer, "-device", "cpu"],
+                       environment, workdir / f"{short_trainer}.log")
+    raw_dataset = workdir / "nnUNet_raw" / spec.folder_name
+    output = workdir / "predictions" / short_trainer
+    run_nnunet_command(predict_arguments(raw_dataset / "imagesTs", output, spec.dataset_id, configuration,
+                                         short_trainer, "0", "cpu", "--disable_tta"),
+                       environment, workdir / f"{short_trainer}_predict.log")
+    trained = dice_of_predictions(raw_dataset, output)
+    untrained = untrained_dice(workdir, configuration, nnUNetTrainerSCSEUNet)
+    assert untrained < bar < trained, f"untrained {untrained:.3f}, bar {bar}, trained {trained:.3f}"

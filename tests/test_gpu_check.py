@@ -4,6 +4,7 @@ one step on the CPU."""
 
 import importlib
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,6 +20,8 @@ from nnunet_attention.plan_presets import PLAN_PRESETS
 
 
 def test_dry_run_lists_every_step_with_its_budget_within_eight_minutes(tmp_path, capsys, monkeypatch):
+    # a clone (the tests run from its root): the CUDA tests would run, installed editable or not
+    assert gpu_check.repository_tests() == (Path(__file__).parent).resolve()
     monkeypatch.chdir(tmp_path)
     assert main(["gpu-check", "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -27,7 +30,6 @@ def test_dry_run_lists_every_step_with_its_budget_within_eight_minutes(tmp_path,
     assert lines[-1] == "total budget 480 s (8.0 minutes) on one H100/H200"
     assert sum(step.budget_seconds for step in gpu_check.STEPS) <= 8 * 60
     assert list(tmp_path.iterdir()) == []  # nothing run, nothing written
-    assert gpu_check.repository_tests() is not None  # a clone: the CUDA tests would run
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="has CUDA")
