@@ -66,3 +66,19 @@ def test_depthwise_conv3d_refuses_what_it_does_not_compute():
         DepthwiseConv3d(4, 8, 3, padding=1, groups=4)
     with pytest.raises(ValueError, match="stride \\(2, 2, 2\\)"):
         DepthwiseConv3d(4, 4, 3, stride=2, padding=1, groups=4)
+
+
+def test_the_planners_fake_tensors_take_the_plain_forms_that_a_gpu_computes():
+    """The memory estimate runs on fake CPU tensors but models a GPU run: the CPU forms are for real CPU tensors
+    only. Seen through the resizing, whose CPU form leaves its output channels-last."""
+    from nnunet_attention.architectures.blocks.cpu_kernels import computed_on_cpu
+    from nnunet_attention.architectures.blocks.interpolation import resize_linear
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    real = torch.randn(1, 4, 5, 6)
+    assert computed_on_cpu(real)
+    assert resize_linear(real, (10, 12)).is_contiguous(memory_format=torch.channels_last)
+    with FakeTensorMode():
+        fake = torch.randn(1, 4, 5, 6)
+        assert not computed_on_cpu(fake)
+        assert resize_linear(fake, (10, 12)).is_contiguous()

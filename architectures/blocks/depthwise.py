@@ -13,8 +13,9 @@ CPU:
 - a 3D depthwise kernel ``(kD, kH, kW)`` is the sum over its ``kD`` depth taps of 2D depthwise convolutions of
   the depth slices, each shifted along depth.
 
-On other devices the ``ConvNd`` runs as it is. The parameters stay the modules' own, so checkpoints, gradients
-and ``-pretrained_weights`` are unchanged; ``tests/test_depthwise.py`` holds both forms equal in float64.
+On other devices (and for the planner's fake tensors, :mod:`.cpu_kernels`) the ``ConvNd`` runs as it is. The
+parameters stay the modules' own, so checkpoints, gradients and ``-pretrained_weights`` are unchanged;
+``tests/test_depthwise.py`` holds both forms equal in float64.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .cpu_kernels import computed_on_cpu
 
 CONV_FUNCTIONS = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
@@ -54,7 +57,7 @@ def depthwise_strip(features: torch.Tensor, kernel: torch.Tensor, bias: torch.Te
     keep = min(kernel.shape[1], 2 * length - 1)
     kernel = kernel.narrow(1, (kernel.shape[1] - keep) // 2, keep)
     spatial_dims = features.ndim - 2
-    if features.device.type != "cpu" or spatial_dims == 1:
+    if not computed_on_cpu(features) or spatial_dims == 1:
         shape = [keep if a == axis else 1 for a in range(spatial_dims)]
         padding = [(keep - 1) // 2 if a == axis else 0 for a in range(spatial_dims)]
         return CONV_FUNCTIONS[spatial_dims](features, kernel.view(kernel.shape[0], 1, *shape), bias,
@@ -88,7 +91,7 @@ class DepthwiseConv3d(nn.Conv3d):
                              f"{self.kernel_size}, stride {self.stride}, padding {self.padding}")
 
     def _conv_forward(self, features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        if features.device.type != "cpu":
+        if not computed_on_cpu(features):
             return super()._conv_forward(features, weight, bias)
         batch, channels, depth, height, width = features.shape
         planes = features.reshape(batch, channels * depth, height, width)

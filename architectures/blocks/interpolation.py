@@ -5,6 +5,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from .cpu_kernels import computed_on_cpu
+
 #: the linear interpolation mode of ``F.interpolate`` for a number of spatial axes
 LINEAR_MODE = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
@@ -23,6 +25,6 @@ def resize_linear(features: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     channels-last; ``(2, 320, 5, 16, 14)`` to 10 x 64 x 56 177 ms and 71 ms). The values are the same."""
     if tuple(features.shape[2:]) == tuple(size):
         return features
-    if features.device.type == "cpu" and len(size) in CHANNELS_LAST:
+    if computed_on_cpu(features) and len(size) in CHANNELS_LAST:
         features = features.contiguous(memory_format=CHANNELS_LAST[len(size)])
     return F.interpolate(features, size=tuple(size), mode=LINEAR_MODE[len(size)], align_corners=False)
