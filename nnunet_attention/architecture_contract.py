@@ -99,7 +99,7 @@ def subject_trainer(subject: type) -> type:
     raise UsageError(
         f"{getattr(subject, '__name__', subject)!r} is neither a trainer (a subclass of "
         f"nnunet_attention.trainers.base.AttentionTrainerBase naming its architecture_class) nor an architecture "
-        f"(a subclass of nnunet_attention.architectures.PlannedNetwork): see documentation/extending.md")
+        f"(a subclass of nnunet_attention.architectures.PlannedNetwork): see documentation/your_own_network.md")
 
 
 def load_subject(reference: str) -> type:
@@ -156,7 +156,7 @@ def level_grids(configuration: PlannedConfiguration) -> tuple[tuple[int, ...], .
 
 
 def output_tensors(outputs) -> list[torch.Tensor]:
-    """Every tensor a network returns: one, a deep-supervision list, or nested tuples."""
+    """Every tensor a network returns: one, a deep-supervision list, or nested tuples (MSGA's outputs)."""
     if isinstance(outputs, torch.Tensor):
         return [outputs]
     return [tensor for item in outputs for tensor in output_tensors(item)]
@@ -196,7 +196,7 @@ def check_deep_supervision(trainer: type, configuration: PlannedConfiguration) -
             return
         raise ContractViolation("declares no deep supervision (supports_deep_supervision = False) but builds with "
                                 "deep_supervision=True instead of refusing it")
-    network = _without_dropout(build(trainer, configuration, deep_supervision=True))
+    network = without_dropout(build(trainer, configuration, deep_supervision=True))
     image = images(configuration)
     with torch.no_grad():
         outputs = network(image)
@@ -300,7 +300,7 @@ def check_compile(trainer: type, configuration: PlannedConfiguration, backend: s
     with _trainer_step(trainer, configuration, amp=False) as step:
         network, loss_function, batch = step.network, step.trainer.loss, step.batch
         if backend == "inductor":  # inductor draws dropout masks from its own generator; aot_eager from eager's
-            _without_dropout(network)
+            without_dropout(network)
 
         def run(module):
             network.zero_grad(set_to_none=True)
@@ -418,8 +418,9 @@ def check_memory_estimate(trainer: type, configuration: PlannedConfiguration) ->
         raise ContractViolation(f"the planner's estimate is {peak} bytes")
 
 
-def _without_dropout(network: nn.Module) -> nn.Module:
-    """Dropout off in training mode too, for two forward passes that must compute the same function."""
+def without_dropout(network: nn.Module) -> nn.Module:
+    """Dropout layers and attention dropout (an ``attention_dropout`` attribute) off, in training mode too: for
+    two forward passes that must compute the same function (their random masks would differ)."""
     for module in network.modules():
         if isinstance(module, nn.modules.dropout._DropoutNd):
             module.p = 0.0

@@ -28,6 +28,8 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from torch import nn
 
+from nnunet_attention.architecture_contract import output_tensors  # noqa: F401 - for the tests
+from nnunet_attention.architecture_contract import without_dropout as disable_dropout  # noqa: F401
 from nnunet_attention.plan_matrix import (  # noqa: F401 - the tests' plans and dataset
     INPUT_CHANNELS,
     NUM_CLASSES,
@@ -64,17 +66,6 @@ def build(name, kwargs, patch, deep_supervision, nnunet_init=True, seed=0, num_c
     return network
 
 
-def disable_dropout(network: torch.nn.Module) -> torch.nn.Module:
-    """Dropout layers and attention dropout off, in training mode too: for comparisons of two forward passes
-    that must compute the same function (their random masks would differ)."""
-    for module in network.modules():
-        if isinstance(module, torch.nn.modules.dropout._DropoutNd):
-            module.p = 0.0
-        if hasattr(module, "attention_dropout"):
-            module.attention_dropout = 0.0
-    return network
-
-
 def open_zero_initialised_gates(network: torch.nn.Module) -> None:
     """DANet gammas start at 0 (the modules start as the identity), which zeroes the gradients behind them in the
     first step by design; give them values so every path carries signal."""
@@ -82,13 +73,6 @@ def open_zero_initialised_gates(network: torch.nn.Module) -> None:
         if isinstance(module, PositionAttention | ChannelAttention):
             torch.nn.init.constant_(module.gamma, 0.1)
 
-
-
-def output_tensors(outputs) -> list[torch.Tensor]:
-    """Every tensor a network returns in training mode: a deep-supervision list, or nested tuples."""
-    if isinstance(outputs, torch.Tensor):
-        return [outputs]
-    return [tensor for item in outputs for tensor in output_tensors(item)]
 
 
 def training_loss(outputs, target: torch.Tensor) -> torch.Tensor:
