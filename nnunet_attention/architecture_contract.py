@@ -21,7 +21,8 @@ what nnU-Net will run:
 - ``fp16``: the trainer's step under fp16 autocast (nnU-Net's AMP) on inputs of magnitude 10 gives a finite loss
   and finite gradients;
 - ``compile``: ``torch.compile(fullgraph=True)`` traces the network in one graph in training (the trainer's loss
-  and gradients equal eager ones) and in evaluation with the attention probes hooked (as ``attention-maps`` runs);
+  and gradients equal eager ones, compared in float64) and in evaluation with the attention probes hooked (as
+  ``attention-maps`` runs);
 - ``attention-maps``: every attention probe has a unique file-safe name, fires in one forward pass, lies on one
   of the plan's level grids, and summarises to ``(B, 1, *grid)`` inside its declared range;
 - ``pretrained-weights``: nnU-Net's ``-pretrained_weights`` loader moves a checkpoint for another number of
@@ -285,38 +286,44 @@ def _graph_break(error: Exception) -> ContractViolation:
 
 
 def _assert_close(actual: torch.Tensor, expected: torch.Tensor, what: str, scale: float | None = None) -> None:
-    """float32 agreement up to a compiler's reassociation: 1e-4 of ``scale`` (default: the largest magnitude)
-    absolute, else 1e-3 relative."""
+    """float64 agreement up to a compiler's reassociation: 1e-9 of ``scale`` (default: the largest magnitude)
+    absolute, else 1e-6 relative."""
     scale = float(expected.abs().max()) if scale is None else scale
     try:
-        torch.testing.assert_close(actual, expected, rtol=1e-3, atol=1e-4 * max(scale, 1e-6))
+        torch.testing.assert_close(actual, expected, rtol=1e-6, atol=1e-9 * max(scale, 1e-6))
     except AssertionError as error:
         raise ContractViolation(f"compiled {what} differs from eager: {str(error).splitlines()[0]}") from None
 
 
+def _in_float64(value):
+    """A batch's tensors (or a list of them) in float64."""
+    return [_in_float64(item) for item in value] if isinstance(value, list) else value.double()
+
+
 def check_compile(trainer: type, configuration: PlannedConfiguration, backend: str = "aot_eager") -> None:
+    """Compiled and eager runs compared in float64: a compiler's reordering of float32 sums alone differs by up to
+    ~1e-3 of the largest gradient in a deep network (MSGA at full width on the 3d quick plan, where float32 eager
+    itself is 1% off float64), while a wrong graph differs by far more than float64's rounding."""
     from nnunet_attention.architectures.blocks.attention_probe import capture_attention_maps
 
     with _trainer_step(trainer, configuration, amp=False) as step:
-        network, loss_function, batch = step.network, step.trainer.loss, step.batch
+        network, loss_function = step.network.double(), step.trainer.loss
+        data, target = step.batch["data"].double(), _in_float64(step.batch["target"])
         if backend == "inductor":  # inductor draws dropout masks from its own generator; aot_eager from eager's
             without_dropout(network)
 
         def run(module):
             network.zero_grad(set_to_none=True)
             torch.manual_seed(DROPOUT_SEED)  # the same dropout masks in both runs
-            outputs = module(batch["data"])
-            loss = loss_function(outputs, batch["target"])
+            outputs = module(data)
+            loss = loss_function(outputs, target)
             loss.backward()
             return ([t.detach() for t in output_tensors(outputs)], loss.detach(),
                     {n: p.grad.clone() for n, p in network.named_parameters() if p.grad is not None})
 
         torch._dynamo.reset()
         compiled = torch.compile(network, backend=backend, fullgraph=True)
-        # against inductor, eager runs PyTorch's own CPU kernels (oneDNN's float32 Conv3d weight gradient is off by
-        # up to 3% on some CPUs); aot_eager runs the very kernels eager runs
-        with torch.backends.mkldnn.flags(enabled=backend != "inductor"):
-            eager_outputs, eager_loss, eager_gradients = run(network)
+        eager_outputs, eager_loss, eager_gradients = run(network)
         try:
             compiled_outputs, compiled_loss, compiled_gradients = run(compiled)
         except torch._dynamo.exc.TorchDynamoException as error:
@@ -328,8 +335,8 @@ def check_compile(trainer: type, configuration: PlannedConfiguration, backend: s
         for name, gradient in eager_gradients.items():
             _assert_close(compiled_gradients[name], gradient, f"gradient of {name}", scale=largest)
 
-    network = build(trainer, configuration, deep_supervision=False).eval()
-    image = images(configuration)
+    network = build(trainer, configuration, deep_supervision=False).eval().double()
+    image = images(configuration).double()
     with torch.no_grad():
         with capture_attention_maps(network) as eager_maps:
             eager = network(image)
