@@ -148,12 +148,10 @@ def images(configuration: PlannedConfiguration, magnitude: float = 1.0) -> torch
 
 
 def level_grids(configuration: PlannedConfiguration) -> tuple[tuple[int, ...], ...]:
-    """The feature grid of each level of the plan (the patch divided by the cumulative strides)."""
-    grids, current = [], list(configuration.patch_size)
-    for stride in configuration.configuration_manager().pool_op_kernel_sizes:
-        current = [size // s for size, s in zip(current, stride)]
-        grids.append(tuple(current))
-    return tuple(grids)
+    """The feature grid of each level of the plan (:attr:`UNetPlan.grids`)."""
+    from nnunet_attention.trainers.base import plan_from_configuration
+
+    return plan_from_configuration(configuration.configuration_manager()).grids
 
 
 def output_tensors(outputs) -> list[torch.Tensor]:
@@ -248,6 +246,11 @@ def _trainer_step(trainer: type, configuration: PlannedConfiguration, amp: bool,
         yield step
 
 
+def _non_finite_gradients(network: nn.Module) -> list[str]:
+    """The names of the parameters whose gradient holds an inf or a NaN."""
+    return [name for name, p in network.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+
+
 def check_gradients(trainer: type, configuration: PlannedConfiguration) -> None:
     with _trainer_step(trainer, configuration, amp=False) as step:
         weights = getattr(step.trainer.loss, "weight_factors", None)
@@ -259,8 +262,7 @@ def check_gradients(trainer: type, configuration: PlannedConfiguration) -> None:
             raise ContractViolation(f"{len(missing)} parameter(s) received no gradient in the training step "
                                     f"(e.g. {missing[:3]}): nnU-Net's DDP stops on unused parameters; remove them "
                                     f"or use them in forward")
-        infinite = [name for name, p in step.network.named_parameters()
-                    if p.grad is not None and not torch.isfinite(p.grad).all()]
+        infinite = _non_finite_gradients(step.network)
         if infinite:
             raise ContractViolation(f"non-finite gradients in {infinite[:3]}")
 
@@ -273,8 +275,7 @@ def check_fp16(trainer: type, configuration: PlannedConfiguration) -> None:
             raise ContractViolation(f"the loss under fp16 autocast is {float(loss)} on inputs of magnitude "
                                     f"{FP16_INPUT_MAGNITUDE:g}: an intermediate overflows fp16 (largest finite "
                                     f"65504); compute it in float32 (torch.autocast(enabled=False)) or rescale it")
-        infinite = [name for name, p in step.network.named_parameters()
-                    if p.grad is not None and not torch.isfinite(p.grad).all()]
+        infinite = _non_finite_gradients(step.network)
         if infinite:
             raise ContractViolation(f"non-finite gradients under fp16 autocast in {infinite[:3]} (before nnU-Net's "
                                     f"grad scaler, which would skip every step)")
@@ -441,23 +442,22 @@ class Check:
     """One promise: its name, what it runs, on which plans in a full run and with ``--quick``."""
 
     name: str
-    run: Callable[[type, ContractPlan], None]
+    run: Callable[[type, PlannedConfiguration], None]
     plans: Sequence[ContractPlan]
     quick_plans: Sequence[ContractPlan]
 
 
-_TWO = QUICK_PLANS
 #: every check, in the order they run
 CHECKS = {check.name: check for check in (
-    Check("output", check_output, PLANS_OF_THE_MATRIX, _TWO),
-    Check("deep-supervision", check_deep_supervision, PLANS_OF_THE_MATRIX, _TWO),
-    Check("weights", check_weights, PLANS_OF_THE_MATRIX, _TWO[:1]),
-    Check("attention-maps", check_attention_maps, PLANS_OF_THE_MATRIX, _TWO),
-    Check("gradients", check_gradients, _TWO, _TWO[1:]),
-    Check("fp16", check_fp16, _TWO, _TWO[1:]),
-    Check("pretrained-weights", check_pretrained_weights, _TWO, _TWO[:1]),
-    Check("memory-estimate", check_memory_estimate, _TWO[:1], _TWO[:1]),
-    Check("compile", check_compile, _TWO, _TWO[1:]),
+    Check("output", check_output, PLANS_OF_THE_MATRIX, QUICK_PLANS),
+    Check("deep-supervision", check_deep_supervision, PLANS_OF_THE_MATRIX, QUICK_PLANS),
+    Check("weights", check_weights, PLANS_OF_THE_MATRIX, QUICK_PLANS[:1]),
+    Check("attention-maps", check_attention_maps, PLANS_OF_THE_MATRIX, QUICK_PLANS),
+    Check("gradients", check_gradients, QUICK_PLANS, QUICK_PLANS[1:]),
+    Check("fp16", check_fp16, QUICK_PLANS, QUICK_PLANS[1:]),
+    Check("pretrained-weights", check_pretrained_weights, QUICK_PLANS, QUICK_PLANS[:1]),
+    Check("memory-estimate", check_memory_estimate, QUICK_PLANS[:1], QUICK_PLANS[:1]),
+    Check("compile", check_compile, QUICK_PLANS, QUICK_PLANS[1:]),
 )}
 
 

@@ -352,15 +352,21 @@ def _run_attention_maps(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plans_flags(plans_help: str) -> dict:
+    """-d, -p and -c of the subcommands that read plans (benchmark, check-architecture), as
+    :func:`~nnunet_attention.benchmark_command.plans_from_arguments` takes them."""
+    return {"dataset": {"type": int, "default": None, "help": "with -p PLANS_NAME: the dataset whose plans to read"},
+            "plans": {"default": None, "help": plans_help},
+            "configuration": {"nargs": "+", "default": ["2d", "3d_fullres"],
+                              "help": "configurations of -p (default: %(default)s)"}}
+
+
 def _add_benchmark_parser(subparsers) -> None:
     from .plan_presets import PLAN_PRESETS
 
     flags = nnunet_flags(
-        dataset={"type": int, "default": None, "help": "with -p PLANS_NAME: the dataset whose plans to read"},
-        plans={"default": None, "help": "an nnUNetPlans.json (its dataset.json beside it gives channels and "
-                                        "classes), or with -d a plans name in nnUNet_preprocessed"},
-        configuration={"nargs": "+", "default": ["2d", "3d_fullres"],
-                       "help": "configurations of -p (default: %(default)s)"},
+        **_plans_flags("an nnUNetPlans.json (its dataset.json beside it gives channels and classes), or with -d a "
+                       "plans name in nnUNet_preprocessed"),
         trainer={"nargs": "+", "default": None, "help": "a subset of the trainers (default: all)"},
         device=AUTO_DEVICE,
     )
@@ -475,14 +481,9 @@ CONTRACT_CHECKS = ("output", "deep-supervision", "weights", "attention-maps", "g
 def _add_check_architecture_parser(subparsers) -> None:
     from .plan_presets import PLAN_PRESETS
 
-    flags = nnunet_flags(
-        dataset={"type": int, "default": None, "help": "with -p PLANS_NAME: the dataset whose plans to read"},
-        plans={"default": None, "help": "check on this nnUNetPlans.json (its dataset.json beside it gives channels "
-                                        "and classes), or with -d a plans name in nnUNet_preprocessed, instead of "
-                                        "the plan matrix"},
-        configuration={"nargs": "+", "default": ["2d", "3d_fullres"],
-                       "help": "configurations of -p (default: %(default)s)"},
-    )
+    flags = nnunet_flags(**_plans_flags(
+        "check on this nnUNetPlans.json (its dataset.json beside it gives channels and classes), or with -d a plans "
+        "name in nnUNet_preprocessed, instead of the plan matrix"))
     parser = subparsers.add_parser(
         "check-architecture", parents=[flags], help="run the contract every trainer here keeps on your own network",
         description="Build your network (MODULE:CLASS: a trainer subclassing AttentionTrainerBase, or an "
