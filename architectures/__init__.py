@@ -15,6 +15,8 @@ from .mt_unet import MTUNet
 from .non_local_unet import NonLocalUNet
 from .plan import UNetPlan
 from .planned_network import PlannedNetwork
+from .swin_unetr import SwinUNETRNet
+from .unetr import UNETRNet
 
-__all__ = ["AttentionUNet", "MCANet", "MSGANet", "MTUNet", "NonLocalUNet", "PlannedNetwork", "UNetPlan",
-           "capture_attention_maps"]
+__all__ = ["AttentionUNet", "MCANet", "MSGANet", "MTUNet", "NonLocalUNet", "PlannedNetwork", "SwinUNETRNet", "UNETRNet",
+           "UNetPlan", "capture_attention_maps"]

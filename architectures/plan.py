@@ -213,6 +213,17 @@ class UNetPlan:
             init_last_bn_before_add_to_0(module)
 
 
+def patch_multiples(total_strides: Sequence[int], patch_divisor: int = 1) -> list[int]:
+    """Per axis, what a patch must be a multiple of to run through a U-Net of these total strides and through a
+    network that needs every axis divisible by ``patch_divisor`` too: their least common multiple."""
+    return [math.lcm(int(total), patch_divisor) for total in total_strides]
+
+
+def rounded_up(patch: Sequence[int], multiples: Sequence[int]) -> list[int]:
+    """``patch`` with every axis rounded up to its multiple."""
+    return [math.ceil(int(size) / multiple) * multiple for size, multiple in zip(patch, multiples)]
+
+
 def _per_stage(value: Any, count: int, name: str) -> list:
     values = list(value) if isinstance(value, (list, tuple)) else [value] * count
     if len(values) != count:

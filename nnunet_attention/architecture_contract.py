@@ -23,15 +23,20 @@ what nnU-Net will run:
 - ``compile``: ``torch.compile(fullgraph=True)`` traces the network in one graph in training (the trainer's loss
   and gradients equal eager ones, compared in float64) and in evaluation with the attention probes hooked (as
   ``attention-maps`` runs);
-- ``attention-maps``: every attention probe has a unique file-safe name, fires in one forward pass, lies on one
-  of the plan's level grids, and summarises to ``(B, 1, *grid)`` inside its declared range;
+- ``attention-maps``: every attention probe has a unique file-safe name, fires in one forward pass, lies on a grid
+  aligned with the patch (the patch divided by a whole number along each axis: a level of the plan, a
+  transformer's token grid), and summarises to ``(B, 1, *grid)`` inside its declared range;
 - ``pretrained-weights``: nnU-Net's ``-pretrained_weights`` loader moves a checkpoint for another number of
   classes into the network: only layers named ``seg_layers`` depend on the classes;
 - ``memory-estimate``: the planner's estimate (one training step on fake tensors) runs: ``nnunet-attention plan``
   can plan for the network.
 
-A failed check is a :class:`CheckResult` with the reason and the plan; an exception the network raises is a
-failure too (its type and message are the reason).
+A network that needs its patch divisible by more than the plan's strides (``patch_divisor``) is checked on the
+matrix's plans with their patch rounded up to it, as ``nnunet-attention plan`` rounds it; a plan the network
+refuses with a ``PlanError`` (a message naming the constraint and the fix) is not applicable to it.
+
+A failed check is a :class:`CheckResult` with the reason and the plan; any other exception the network raises is
+a failure too (its type and message are the reason).
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ from types import SimpleNamespace
 
 import torch
 from torch import nn
+
+from nnunet_attention.architectures.plan import PlanError
 
 from .errors import UsageError
 from .plan_matrix import PLAN_MATRIX as PLANS_OF_THE_MATRIX
@@ -145,13 +152,6 @@ def images(configuration: PlannedConfiguration, magnitude: float = 1.0) -> torch
     """A seeded batch of 2 random images of the plan's patch."""
     generator = torch.Generator().manual_seed(0)
     return magnitude * torch.randn(2, configuration.input_channels, *configuration.patch_size, generator=generator)
-
-
-def level_grids(configuration: PlannedConfiguration) -> tuple[tuple[int, ...], ...]:
-    """The feature grid of each level of the plan (:attr:`UNetPlan.grids`)."""
-    from nnunet_attention.trainers.base import plan_from_configuration
-
-    return plan_from_configuration(configuration.configuration_manager()).grids
 
 
 def output_tensors(outputs) -> list[torch.Tensor]:
@@ -369,12 +369,13 @@ def check_attention_maps(trainer: type, configuration: PlannedConfiguration) -> 
     silent = sorted(set(probes) - set(maps))
     if silent:
         raise ContractViolation(f"probes that never fired in a forward pass: {silent}")
-    grids = level_grids(configuration)
+    patch = configuration.patch_size
     for path, probe in probes.items():
-        if tuple(maps[path].shape[2:]) not in grids:
-            raise ContractViolation(f"map {probe.map_name} is on a {list(maps[path].shape[2:])} grid, none of the "
-                                    f"plan's level grids {[list(grid) for grid in grids]}: attention-maps resamples "
-                                    f"a map to the image from its level's grid")
+        grid = maps[path].shape[2:]
+        if len(grid) != len(patch) or any(size < 1 or whole % size for size, whole in zip(grid, patch)):
+            raise ContractViolation(f"map {probe.map_name} is on a {list(grid)} grid, which does not divide the "
+                                    f"patch {list(patch)} along every axis: attention-maps resamples a map to the "
+                                    f"image, which lines up only for a grid the patch is a whole multiple of")
         summary = probe.summarize(maps[path])
         if summary.shape[:2] != (2, 1) or summary.ndim != 2 + len(configuration.patch_size):
             raise ContractViolation(f"map {probe.map_name} summarises to {_shape(summary)}, not (B, 1, *grid)")
@@ -461,14 +462,22 @@ CHECKS = {check.name: check for check in (
 )}
 
 
+def matrix_configuration(trainer: type, plan: ContractPlan) -> PlannedConfiguration:
+    """``plan`` of the matrix for ``trainer``'s network: its patch rounded up to the multiple the network declares
+    (``patch_divisor``), as ``nnunet-attention plan`` rounds it."""
+    return plan.configuration(getattr(trainer, "patch_divisor", 1))
+
+
 def run_check(trainer: type, check: str, plan: ContractPlan | PlannedConfiguration) -> CheckResult:
     """``check`` of ``trainer``'s network on ``plan`` (one of the matrix, for a dataset of 2 channels and 3
     classes, or a planned configuration): passed, failed with the reason, or not applicable. An exception the
     network raises is a failure with its type and message."""
     try:
-        CHECKS[check].run(trainer, plan.configuration() if isinstance(plan, ContractPlan) else plan)
+        CHECKS[check].run(trainer, matrix_configuration(trainer, plan) if isinstance(plan, ContractPlan) else plan)
     except NotApplicable as reason:
         return CheckResult(check, plan.name, None, str(reason))
+    except PlanError as refusal:  # the network's own refusal of a plan it cannot run, with the fix
+        return CheckResult(check, plan.name, None, f"the network refuses this plan: {refusal}")
     except ContractViolation as reason:
         return CheckResult(check, plan.name, False, str(reason))
     except Exception as error:  # noqa: BLE001 - the network's own error is the finding

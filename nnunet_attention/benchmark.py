@@ -49,6 +49,7 @@ from .registry import (
     did_you_mean,
     display_name,
     our_trainers,
+    patch_divisor,
 )
 from .trainer_step import build_network, constructed_trainer, prepare_training_step
 
@@ -219,6 +220,20 @@ def batch_size_for(plan: PlannedConfiguration, device: str, batch_size: int | No
     return min(plan.batch_size, CPU_BATCH_SIZE) if torch.device(device).type == "cpu" else plan.batch_size
 
 
+def networks_per_patch(plan: PlannedConfiguration, names: Sequence[str]
+                       ) -> list[tuple[PlannedConfiguration, list[str]]]:
+    """``plan`` rounded up to each network's ``patch_divisor`` (:meth:`PlannedConfiguration.fitted_to`; the plan
+    itself for most), with the reference and the networks of ``names`` measured on it: a network that needs another
+    patch is compared with nnU-Net's U-Net on that patch."""
+    groups: dict[tuple[int, ...], tuple[PlannedConfiguration, list[str]]] = {}
+    if len(names) == 1:
+        return [(plan, list(names))]
+    for name in names[1:]:
+        fitted = plan.fitted_to(patch_divisor(name))
+        groups.setdefault(tuple(fitted.patch_size), (fitted, [names[0]]))[1].append(name)
+    return list(groups.values())
+
+
 def run_benchmark(plans: Sequence[PlannedConfiguration], device: str, steps: int, batch_size: int | None = None,
                   trainers: Sequence[str] | None = None,
                   with_inference: bool = True) -> dict[str, dict[str, Measurement]]:
@@ -230,13 +245,14 @@ def run_benchmark(plans: Sequence[PlannedConfiguration], device: str, steps: int
     try:
         for plan in plans:
             batch = batch_size_for(plan, device, batch_size)
-            label = plan.label(batch)
-            results[label] = {}
-            for number, name in enumerate(names, start=1):
-                progress(f"{label}: {display_name(name)} ({number}/{len(names)}) ...")
-                start = time.perf_counter()
-                results[label][name] = call_isolated(measure, name, plan, device, steps, batch, with_inference)
-                progress(f"{label}: {display_name(name)} done in {time.perf_counter() - start:.0f} s")
+            for fitted, measured in networks_per_patch(plan, names):
+                label = fitted.label(batch)
+                results[label] = {}
+                for number, name in enumerate(measured, start=1):
+                    progress(f"{label}: {display_name(name)} ({number}/{len(measured)}) ...")
+                    start = time.perf_counter()
+                    results[label][name] = call_isolated(measure, name, fitted, device, steps, batch, with_inference)
+                    progress(f"{label}: {display_name(name)} done in {time.perf_counter() - start:.0f} s")
     except KeyboardInterrupt:
         raise BenchmarkInterrupted({label: rows for label, rows in results.items() if rows}) from None
     return results

@@ -33,11 +33,16 @@ def cost_of_models(models: list[Model], results_folder: Path, dataset_name: str,
         networks = {m.name: base_trainer(m.trainer) for m in chosen}
         messages += [f"{name}: no registered network to measure its cost" for name, n in networks.items() if not n]
         ours = sorted({n for n in networks.values() if n and n != REFERENCE_TRAINER})
-        measured = next(iter(run_benchmark([plan], device, steps, None, ours, with_inference=False).values()))
+        # per network, its measurement and the reference's on the same patch (a network that needs a patch of
+        # other multiples is measured on the plan's patch rounded up, beside nnU-Net's U-Net there)
+        measured = {}
+        for rows in run_benchmark([plan], device, steps, None, ours, with_inference=False).values():
+            for network, row in rows.items():
+                measured.setdefault(network, (row, rows[REFERENCE_TRAINER]))
         for name, network in networks.items():
             if network:
-                costs[name] = {column: getattr(measured[network], attribute)
-                               / (getattr(measured[REFERENCE_TRAINER], attribute) if relative else 1)
+                row, reference = measured[network]
+                costs[name] = {column: getattr(row, attribute) / (getattr(reference, attribute) if relative else 1)
                                for column, attribute, relative in COST_COLUMNS}
                 costs[name]["params (M)"] /= 1e6
     return costs, messages

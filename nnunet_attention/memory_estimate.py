@@ -20,7 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from .planned_configuration import PlannedConfiguration
-from .trainer_step import constructed_trainer, prepare_training_step
+from .trainer_step import constructed_trainer, prepare_training_step, trainer_network
 
 
 class PeakLiveBytes(TorchDispatchMode):
@@ -54,6 +54,28 @@ class PeakLiveBytes(TorchDispatchMode):
         self.current -= size
 
 
+def with_empty_weights(network: torch.nn.Module) -> torch.nn.Module:
+    """``network`` with every parameter and buffer replaced by an uninitialised tensor of its shape and dtype,
+    created under the current mode (in :func:`training_step_peak_bytes`, fake and counted); the same tensor shared
+    by two modules stays shared. ``Module.to_empty`` cannot do this under a fake mode: it would convert each real
+    weight to a fake one first, which then holds a reference that stops the module from swapping it."""
+    replaced: dict[int, torch.Tensor] = {}
+
+    def empty_like(tensor: torch.Tensor) -> torch.Tensor:
+        if id(tensor) not in replaced:
+            empty = torch.empty(tensor.shape, dtype=tensor.dtype)
+            replaced[id(tensor)] = (torch.nn.Parameter(empty, tensor.requires_grad)
+                                    if isinstance(tensor, torch.nn.Parameter) else empty)
+        return replaced[id(tensor)]
+
+    for module in network.modules():
+        for tensors in (module._parameters, module._buffers):
+            for name, tensor in tensors.items():
+                if tensor is not None:
+                    tensors[name] = empty_like(tensor)
+    return network
+
+
 def training_step_peak_bytes(trainer: str | type, planned: PlannedConfiguration, batch_size: int,
                              half_precision: bool = True) -> int:
     """Peak bytes of one training step of ``trainer`` (a name or class; ``nnUNetTrainer``: the plan's U-Net) on
@@ -61,6 +83,9 @@ def training_step_peak_bytes(trainer: str | type, planned: PlannedConfiguration,
     clipping and its optimizer's step, with the weights, the batch and the optimizer state alive throughout."""
     tracker = PeakLiveBytes()
     with constructed_trainer(trainer, planned) as constructed:
+        # built with real weights, as some constructors read tensor values (MONAI's SwinUNETR its drop-path
+        # rates); then every weight is replaced by an uninitialised fake one of its shape, counted from there on
+        network = trainer_network(constructed)
         with FakeTensorMode(), tracker:
-            prepare_training_step(constructed, batch_size, amp=half_precision)()
+            prepare_training_step(constructed, batch_size, amp=half_precision, network=with_empty_weights(network))()
     return tracker.peak

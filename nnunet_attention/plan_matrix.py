@@ -48,14 +48,20 @@ def plan_from_layout(strides: list, kernels: list, residual: bool = False, max_f
     return kwargs
 
 
-def make_plan(spatial_dims: int, n_stages: int, anisotropic: bool, residual: bool = False, max_features: int = 32):
+def make_plan(spatial_dims: int, n_stages: int, anisotropic: bool, residual: bool = False, max_features: int = 32,
+              patch_divisor: int = 1):
     """``(arch_kwargs, patch_size)`` of a U-Net plan with small features.
 
     Isotropic plans downsample every axis by 2 per stage (3D: the first axis at most 4 times, as nnU-Net stops when
     an axis gets small). Anisotropic plans start with ``[1, 2, 2]`` strides and kernels ``[1, 3, 3]`` on the first
     axis until the in-plane resolution has caught up (stages 0-1). The patch is the total stride times
-    :data:`PATCH_MULTIPLIERS`.
+    :data:`PATCH_MULTIPLIERS`, rounded up to a multiple of ``patch_divisor`` for a network that needs one (see
+    :attr:`~nnunet_attention.architectures.planned_network.PlannedNetwork.patch_divisor`), as the planner rounds it;
+    where that leaves one multiple along every axis (SwinUNETR's deepest grid would be a single voxel), the last
+    axis takes two.
     """
+    from nnunet_attention.architectures.plan import patch_multiples, rounded_up
+
     max_downsamples = [n_stages - 1] * spatial_dims
     if spatial_dims == 3:
         max_downsamples[0] = min(n_stages - 1, 4)
@@ -70,7 +76,10 @@ def make_plan(spatial_dims: int, n_stages: int, anisotropic: bool, residual: boo
     kernels = [[1 if anisotropic and axis == 0 and stage < 2 else 3 for axis in range(spatial_dims)]
                for stage in range(n_stages)]
     cumulative = [math.prod(stride[axis] for stride in strides) for axis in range(spatial_dims)]
-    patch = [c * m for c, m in zip(cumulative, PATCH_MULTIPLIERS[spatial_dims])]
+    multiples = patch_multiples(cumulative, patch_divisor)
+    patch = rounded_up([c * m for c, m in zip(cumulative, PATCH_MULTIPLIERS[spatial_dims])], multiples)
+    if patch_divisor > 1 and patch == multiples:  # one multiple per axis: a divisor network's deepest grid is 1
+        patch[-1] *= 2
     return plan_from_layout(strides, kernels, residual, max_features), patch
 
 
@@ -89,16 +98,18 @@ class ContractPlan:
         return (f"{self.spatial_dims}d-{self.n_stages}stages" + ("-anisotropic" if self.anisotropic else "")
                 + ("-resenc" if self.residual else ""))
 
-    def arch_kwargs_and_patch(self) -> tuple[dict, list[int]]:
-        return make_plan(self.spatial_dims, self.n_stages, self.anisotropic, self.residual)
+    def arch_kwargs_and_patch(self, patch_divisor: int = 1) -> tuple[dict, list[int]]:
+        return make_plan(self.spatial_dims, self.n_stages, self.anisotropic, self.residual,
+                         patch_divisor=patch_divisor)
 
-    def configuration(self):
+    def configuration(self, patch_divisor: int = 1):
         """The plan as nnU-Net's planner writes it, for a dataset of :data:`INPUT_CHANNELS` channels and
-        :data:`NUM_CLASSES` classes (a :class:`~nnunet_attention.planned_configuration.PlannedConfiguration`)."""
+        :data:`NUM_CLASSES` classes (a :class:`~nnunet_attention.planned_configuration.PlannedConfiguration`), its
+        patch a multiple of ``patch_divisor`` (as ``nnunet-attention plan`` plans it for such a network)."""
         from .planned_configuration import PlannedConfiguration
         from .plans_fabricator import dataset_json_for, plans_for
 
-        arch_kwargs, patch = self.arch_kwargs_and_patch()
+        arch_kwargs, patch = self.arch_kwargs_and_patch(patch_divisor)
         plans = plans_for(arch_kwargs, patch)
         return PlannedConfiguration(self.name, plans, next(iter(plans["configurations"])),
                                     dataset_json_for(INPUT_CHANNELS, NUM_CLASSES), tuple(2 * p for p in patch),

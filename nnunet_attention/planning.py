@@ -21,11 +21,13 @@ import inspect
 import math
 from collections.abc import Sequence
 
+from nnunet_attention.architectures.plan import patch_multiples, rounded_up
+
 from .errors import UsageError
 from .memory_estimate import training_step_peak_bytes
 from .planned_configuration import PlannedConfiguration
 from .plans_fabricator import dataset_json_for, plans_for
-from .registry import REFERENCE_TRAINER, base_trainer, did_you_mean, known_trainer_names
+from .registry import REFERENCE_TRAINER, base_trainer, did_you_mean, known_trainer_names, patch_divisor
 
 #: the batch at which the two networks are compared: nnU-Net's minimum, the batch its patch search sizes for
 RATIO_BATCH_SIZE = 2
@@ -42,10 +44,11 @@ _PEAKS: dict[str, dict[str, float]] = {}
 
 def memory_ratio(trainer_name: str, candidate: PlannedConfiguration) -> float:
     """Training-step peak of ``trainer_name``'s network (a known trainer, see :mod:`nnunet_attention.registry`)
-    over that of nnU-Net's U-Net on ``candidate`` (batch 2, fp16 autocast); ``inf`` where the trainer's network
-    cannot be built on it."""
+    over that of nnU-Net's U-Net on ``candidate`` (batch 2, fp16 autocast), both on the candidate's patch rounded
+    up to the network's ``patch_divisor``; ``inf`` where the trainer's network cannot be built on it."""
     if trainer_name == REFERENCE_TRAINER:
         return 1.0
+    candidate = candidate.fitted_to(patch_divisor(trainer_name))
     peaks = _PEAKS.setdefault(candidate.cache_key(), {})
     for name in (trainer_name, REFERENCE_TRAINER):
         if name not in peaks:
@@ -101,6 +104,8 @@ def attention_aware_planner(base_planner: type, trainer_name: str) -> type:
             patch and its estimated training memory at the planned batch, in GB on nnU-Net's calibration."""
             plan = super().get_plans_for_configuration(spacing, median_shape, data_identifier,
                                                        approximate_n_voxels_dataset, _cache)
+            if patch_divisor(network) > 1:
+                self.fit_patch(plan, patch_divisor(network), median_shape, approximate_n_voxels_dataset)
             architecture = plan["architecture"]
             arguments = (plan["patch_size"], len(self.dataset_json["channel_names"]),
                          len(self.dataset_json["labels"]), architecture["network_class_name"],
@@ -116,6 +121,40 @@ def attention_aware_planner(base_planner: type, trainer_name: str) -> type:
                                   "gigabytes_at_batch_2": 2 * gigabytes_per_sample,
                                   "gigabytes_at_planned_batch": plan["batch_size"] * gigabytes_per_sample}
             return plan
+
+        def fit_patch(self, plan: dict, divisor: int, median_shape, approximate_n_voxels_dataset: float) -> None:
+            """Make ``plan``'s patch fit a network that needs every axis divisible by ``divisor``, as nnU-Net's
+            search makes it fit its U-Net's strides: each axis rounded up to a multiple of both (a median axis
+            shorter than the multiple, e.g. 20 slices for 32, is padded as nnU-Net pads any image smaller than
+            the patch), then, while the estimate at batch 2 exceeds the memory target, the axis largest relative
+            to the median shape shrunk by its multiple (never below one multiple); the batch from the final
+            estimate by nnU-Net's rule (the target's headroom, at most 5% of the dataset's voxels, at least
+            ``UNet_min_batch_size``). The U-Net's topology stays nnU-Net's: any multiple of its total stride
+            runs through it."""
+            architecture = plan["architecture"]
+            arguments = (len(self.dataset_json["channel_names"]), len(self.dataset_json["labels"]),
+                         architecture["network_class_name"], architecture["arch_kwargs"],
+                         architecture["_kw_requires_import"])
+            multiples = patch_multiples(candidate_plan(plan["patch_size"], *arguments).total_strides, divisor)
+            patch = rounded_up(plan["patch_size"], multiples)
+            two_dimensional = len(patch) == 2
+            reference = ((self.UNet_reference_val_2d if two_dimensional else self.UNet_reference_val_3d)
+                         * self.UNet_vram_target_GB / self.UNet_reference_val_corresp_GB)
+            reference_batch = (self.UNet_reference_val_corresp_bs_2d if two_dimensional
+                               else self.UNet_reference_val_corresp_bs_3d)
+
+            current = self.static_estimate_VRAM_usage(patch, *arguments)
+            while current / reference_batch * 2 > reference:
+                reducible = [axis for axis in range(len(patch)) if patch[axis] > multiples[axis]]
+                if not reducible:
+                    break
+                axis = max(reducible, key=lambda a: patch[a] / median_shape[a])
+                patch[axis] -= multiples[axis]
+                current = self.static_estimate_VRAM_usage(patch, *arguments)
+            batch = round(reference / current * reference_batch)
+            five_percent = round(approximate_n_voxels_dataset * self.max_dataset_covered / math.prod(patch))
+            plan["patch_size"] = tuple(patch)
+            plan["batch_size"] = max(min(batch, five_percent), self.UNet_min_batch_size)
 
         def save_plans(self, plans: dict) -> None:
             plans[PLANNING_KEY] = {"trainer": trainer_name, "base_planner": base_planner.__name__,

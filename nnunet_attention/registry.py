@@ -103,6 +103,12 @@ def require_base_trainers(names: Sequence[str]) -> list[str]:
     return [base_trainer(name) for name in names]
 
 
+def patch_divisor(name: str) -> int:
+    """What every patch axis of trainer ``name``'s network must divide by besides its U-Net plan's total stride
+    (the architecture's ``patch_divisor``, e.g. 32 for SwinUNETR; 1 for nnU-Net's U-Net and most networks)."""
+    return getattr(trainer_class(name), "patch_divisor", 1)
+
+
 def trainer_class(name: str) -> type:
     """The class of trainer ``name``: ours or nnU-Net's by name, else nnU-Net's own lookup (its trainers and the
     folders in ``nnUNet_extTrainer``, where short-schedule variants live). An :class:`UnknownTrainerError` with the

@@ -134,11 +134,11 @@ class TrainerStep:
 
 
 def prepare_training_step(trainer, batch_size: int, amp: bool, compile_network: bool = False,
-                          generator: torch.Generator | None = None) -> TrainerStep:
+                          generator: torch.Generator | None = None, network: nn.Module | None = None) -> TrainerStep:
     """Set ``trainer`` up as ``initialize()`` does (its network on its device, optionally ``torch.compile``d as
     nnU-Net compiles it on CUDA; its optimizer; its loss) and return its step on a random batch of
-    ``batch_size``."""
-    network = trainer_network(trainer)  # built on the CPU
+    ``batch_size``. ``network``: the trainer's network already built (default: built here)."""
+    network = network if network is not None else trainer_network(trainer)  # built on the CPU
     if trainer.device.type != "cpu":  # (a no-op .to() would trip over the memory estimate's weak references)
         network = network.to(trainer.device)
     trainer.network = network

@@ -32,7 +32,7 @@ def case_network_and_batch(name: str, spatial_dims: int, n_stages: int, anisotro
     """The same network (zero-initialised gates opened, dropout off: each process would draw its own masks) and
     batch in every process, in float64 so that the comparison sees DDP's averaging and not the order of float32
     sums; the segmentation is ``(B, 1, *patch)`` as nnU-Net's data loader gives it."""
-    kwargs, patch = make_plan(spatial_dims, n_stages, anisotropic)
+    kwargs, patch = make_plan(spatial_dims, n_stages, anisotropic, patch_divisor=TRAINERS[name].patch_divisor)
     network = disable_dropout(build(name, kwargs, patch, deep_supervision=True))
     torch.manual_seed(1)
     open_zero_initialised_gates(network)
@@ -46,7 +46,7 @@ def trainer_loss_and_targets(name: str, spatial_dims: int, n_stages: int, anisot
                              root: Path):
     """The trainer's own loss as nnU-Net builds it for this process (``is_ddp`` when a process group is up: Dice
     statistics all-gathered over the processes, batch Dice) and the segmentation at its deep-supervision scales."""
-    kwargs, patch = make_plan(spatial_dims, n_stages, anisotropic)
+    kwargs, patch = make_plan(spatial_dims, n_stages, anisotropic, patch_divisor=TRAINERS[name].patch_divisor)
     plans = plans_for(kwargs, patch)
     next(iter(plans["configurations"].values()))["batch_dice"] = True
     trainer = construct_trainer(TRAINERS[name], plans, dataset_json_for(INPUT_CHANNELS, NUM_CLASSES), root)

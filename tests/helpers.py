@@ -47,13 +47,25 @@ PLAN_MATRIX = [(plan.spatial_dims, plan.n_stages, plan.anisotropic) for plan in 
 #: lighter settings for the CPU test runs, per trainer, where the default network is too slow to run many
 #: times on 2 cores: MSGA runs ~130 convolutions per step on the attention grid (an autoencoder at 2-8 x 64
 #: channels and two attention branches per scale and step), seconds per step even on the demo's small 2d
-#: plan. The default (64 channels, 4 scales) is exercised in test_msga.py and the benchmark.
-NARROW_ARCHITECTURE_KWARGS = {"nnUNetTrainerMSGA": {"attention_channels": 8, "n_scales": 2}}
+#: plan. The default (64 channels, 4 scales) is exercised in test_msga.py and the benchmark. MONAI's SwinUNETR
+#: attends within windows of 7**3 = 343 tokens at half the patch's resolution (a 3D step of the matrix takes
+#: seconds at any width): narrowest width, windows of 5; UNETR's ViT-B (86M parameters): a ViT of width 48. MONAI's
+#: defaults are checked against MONAI's own networks in test_monai_networks.py and run in the benchmark.
+NARROW_ARCHITECTURE_KWARGS = {
+    "nnUNetTrainerMSGA": {"attention_channels": 8, "n_scales": 2},
+    "nnUNetTrainerSwinUNETR": {"feature_size": 12, "window_size": 5},
+    "nnUNetTrainerUNETR": {"feature_size": 8, "hidden_size": 48, "mlp_dim": 96, "num_heads": 4},
+}
 
 
 # ---- networks -------------------------------------------------------------------------------------------------
 
 ARCHITECTURES = {name: trainer.architecture_class for name, trainer in TRAINERS.items()}
+#: the trainers whose networks run on any patch of a U-Net plan (``patch_divisor`` 1): the tests on fixed small or
+#: odd plans (edge layouts, cascades, regions, checkpoints, in-process learning) take these. SwinUNETR and UNETR
+#: need multiples of 32 and 16: the contract runs them on the matrix rounded up (test_architecture_contract.py),
+#: test_monai_networks.py against MONAI, and the end-to-end tests on the plans `nnunet-attention plan` gives them.
+ANY_PATCH_TRAINERS = sorted(name for name, trainer in TRAINERS.items() if trainer.patch_divisor == 1)
 
 
 def build(name, kwargs, patch, deep_supervision, nnunet_init=True, seed=0, num_classes=NUM_CLASSES):

@@ -55,6 +55,7 @@ def test_the_contract_holds_on_every_plan_of_the_matrix(name, check, plan):
     result = run_check(harness_trainer_class(TRAINERS[name]), check, plan)
     if check == "weights" and not TRAINERS[name].supports_deep_supervision:
         assert result.passed is None, result.line()
+
     else:
         assert result.passed, result.line()
 
@@ -100,7 +101,8 @@ def test_map_names_say_what_each_map_is_and_where():
     [(2, 5, False, False), (2, 4, True, True), (3, 4, True, False), (3, 5, False, True)],
 )
 def test_every_parameter_receives_a_gradient(name, spatial_dims, n_stages, anisotropic, residual):
-    kwargs, patch = make_plan(spatial_dims, n_stages, anisotropic, residual=residual)
+    kwargs, patch = make_plan(spatial_dims, n_stages, anisotropic, residual=residual,
+                              patch_divisor=TRAINERS[name].patch_divisor)
     # PyTorch's default init: nnU-Net's ResEnc init zeroes each block's last norm, which zeroes the
     # block's other gradients in the first step by design.
     network = build(name, kwargs, patch, deep_supervision=True, nnunet_init=False)
@@ -142,7 +144,8 @@ def amp_training_step(network, optimizer, scaler, image, target, dtype) -> torch
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 def test_amp_training_stays_finite(name, spatial_dims, dtype):
-    kwargs, patch = make_plan(spatial_dims, 4, anisotropic=spatial_dims == 3)
+    kwargs, patch = make_plan(spatial_dims, 4, anisotropic=spatial_dims == 3,
+                              patch_divisor=TRAINERS[name].patch_divisor)
     network = build(name, kwargs, patch, deep_supervision=True)
     optimizer = torch.optim.SGD(network.parameters(), 1e-2, momentum=0.99, nesterov=True)
     scaler = torch.amp.GradScaler("cpu", enabled=dtype == torch.float16)

@@ -18,7 +18,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
-from helpers import INPUT_CHANNELS, NUM_CLASSES, build, make_plan, open_zero_initialised_gates
+from helpers import ANY_PATCH_TRAINERS, INPUT_CHANNELS, NUM_CLASSES, build, make_plan, open_zero_initialised_gates
 from nnunet_attention.architectures.blocks.attention_probe import (
     AttentionProbe,
     attention_probes,
@@ -26,7 +26,6 @@ from nnunet_attention.architectures.blocks.attention_probe import (
 )
 from nnunet_attention.architectures.blocks.global_aggregation import GlobalAggregation
 from nnunet_attention.architectures.msga import GuidedAttentionScale
-from nnunet_attention.trainers import TRAINERS
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from packaging.specifiers import SpecifierSet
@@ -77,7 +76,7 @@ def summary_reference(attention_map: torch.Tensor, channel_summary: str) -> torc
     return torch.sqrt(squares / attention_map.shape[1])
 
 
-@pytest.mark.parametrize("trainer_name", sorted(TRAINERS))
+@pytest.mark.parametrize("trainer_name", ANY_PATCH_TRAINERS)
 @pytest.mark.parametrize("spatial_dims,anisotropic", [(2, False), (3, True)], ids=["2d", "3d"])
 def test_exported_channels_are_the_logits_and_each_probes_summary_resized(trainer_name, spatial_dims, anisotropic):
     network, image = eval_network(trainer_name, spatial_dims, anisotropic)

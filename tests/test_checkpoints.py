@@ -5,14 +5,14 @@ byte for byte as it was. ``nnUNetv2_train --c`` after an interrupted run is in t
 
 import pytest
 import torch
-from helpers import harness_trainer_class, make_plan, make_trainer
+from helpers import ANY_PATCH_TRAINERS, harness_trainer_class, make_plan, make_trainer
 from nnunet_attention.trainers import TRAINERS
 from nnunet_attention.trainers.checkpoints import CheckpointError
 
 from nnunet_attention.plans_fabricator import dataset_json_for, plans_for
 from nnunet_attention.trainer_step import training_batch
 
-NAMES = sorted(TRAINERS)
+NAMES = ANY_PATCH_TRAINERS
 
 
 def trained_trainer(trainer_name: str, root, monkeypatch, seed: int = 0):

@@ -16,7 +16,7 @@ import pytest
 from helpers import harness_trainer_class, with_gates_open
 from nnunet_attention.trainers import TRAINERS
 
-from nnunet_attention.architecture_contract import check_compile
+from nnunet_attention.architecture_contract import check_compile, matrix_configuration
 from nnunet_attention.plan_matrix import QUICK_PLANS
 
 BACKENDS = [pytest.param("aot_eager", id="aot_eager"),
@@ -27,4 +27,5 @@ BACKENDS = [pytest.param("aot_eager", id="aot_eager"),
 @pytest.mark.parametrize("plan", QUICK_PLANS, ids=lambda plan: plan.name)
 @pytest.mark.parametrize("trainer_name", sorted(TRAINERS))
 def test_compiled_training_and_inference_are_one_graph_and_equal_eager(trainer_name, plan, backend):
-    check_compile(with_gates_open(harness_trainer_class(TRAINERS[trainer_name])), plan.configuration(), backend)
+    trainer = TRAINERS[trainer_name]
+    check_compile(with_gates_open(harness_trainer_class(trainer)), matrix_configuration(trainer, plan), backend)

@@ -36,7 +36,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from helpers import NARROW_ARCHITECTURE_KWARGS, harness_trainer_class
+from helpers import ANY_PATCH_TRAINERS, NARROW_ARCHITECTURE_KWARGS, harness_trainer_class
 from nnunet_attention.trainers import CONTROLS, TRAINERS
 from nnunetv2.evaluation.evaluate_predictions import compute_metrics
 from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
@@ -55,6 +55,7 @@ from nnunet_attention.nnunet_commands import (
     predict_arguments,
     run_nnunet_command,
 )
+from nnunet_attention.registry import control_of
 from nnunet_attention.schedules import (
     architecture_kwargs_override,
     short_schedule_name,
@@ -181,9 +182,11 @@ def trained_model(prepared_workdirs):
     return model_of
 
 
-#: every trainer in 2d and 3d_fullres (the reference trainer's 2d run is the demo's), every removal control in 2d
-LEARNING_CASES = [(t, c) for c in ("2d", "3d_fullres") for t in sorted(TRAINERS) if (t, c) != (REFERENCE_TRAINER, "2d")]
-LEARNING_CASES += [(control, "2d") for control in sorted(CONTROLS)]
+#: every trainer on the demo's nnU-Net plans in 2d and 3d_fullres (the reference trainer's 2d run is the demo's),
+#: every removal control in 2d; the trainers that need their own patch multiple are planned for below
+LEARNING_CASES = [(t, c) for c in ("2d", "3d_fullres") for t in ANY_PATCH_TRAINERS
+                  if (t, c) != (REFERENCE_TRAINER, "2d")]
+LEARNING_CASES += [(control_of(t), "2d") for t in ANY_PATCH_TRAINERS]
 
 
 @pytest.mark.slow  # the default run: each trainer learns in test_learning.py, the stock path by the demo's test
@@ -212,11 +215,52 @@ def test_trained_model_clears_the_bar_its_untrained_network_cannot(trainer_name,
         assert set(np.unique(sitk.GetArrayFromImage(predicted))) <= set(LABELS.values())
 
 
-def untrained_dice(workdir: Path, configuration: str, trainer_class: type) -> float:
+#: the trainers whose networks need a patch of their own multiples (MONAI's SwinUNETR and UNETR): the demo datasets'
+#: nnU-Net plans do not fit them (synthetic 2d: 96 x 112), `nnunet-attention plan -tr` plans for them
+OWN_PATCH_TRAINERS = sorted(set(TRAINERS) - set(ANY_PATCH_TRAINERS))
+
+
+@pytest.mark.slow  # ~1-3 min each on 2 cores; their networks' contract runs in the default suite
+@pytest.mark.parametrize("configuration", ["2d", "3d_fullres"])
+@pytest.mark.parametrize("trainer_name", OWN_PATCH_TRAINERS)
+def test_a_network_with_its_own_patch_multiple_is_planned_trained_and_predicted_with_the_stock_commands(
+    trainer_name, configuration, prepared_workdirs
+):
+    """``nnunet-attention plan -tr`` plans a patch whose axes the network divides (synthetic 2d: 96 x 112 becomes
+    a multiple of 32 for SwinUNETR) and preprocesses for it; ``nnUNetv2_train -p`` and ``nnUNetv2_predict -p``
+    train and segment; the held-out Dice clears the bar that the same network untrained stays below."""
+    workdir, spec = prepared_workdirs(configuration), DEMO_DATASETS[configuration]
+    environment = nnunet_environment(workdir, "cpu")
+    plans_name = f"nnUNetPlans_{trainer_name.removeprefix('nnUNetTrainer')}"
+    run_nnunet_command([sys.executable, "-m", "nnunet_attention.cli", "plan", "-d", spec.dataset_id, "-tr",
+                        trainer_name, "-c", configuration, "--preprocess", "-np", "1", "--no-dataset-check"],
+                       environment, workdir / f"plan_{trainer_name}.log")
+    plans = json.loads((workdir / "nnUNet_preprocessed" / spec.folder_name / f"{plans_name}.json").read_text())
+    patch = plans["configurations"][configuration]["patch_size"]
+    assert all(size % TRAINERS[trainer_name].patch_divisor == 0 for size in patch), patch
+    epochs, iterations, bar = SCHEDULES[configuration]
+    short_trainer = write_short_schedule_trainer(
+        workdir / "trainers", TRAINERS[trainer_name], epochs, iterations, seed=SEED, validation_mirroring=False,
+        architecture_kwargs=harness_trainer_class(TRAINERS[trainer_name]).architecture_kwargs)
+    environment = with_ext_trainer_folder(environment, workdir / "trainers")
+    run_nnunet_command(["nnUNetv2_train", spec.dataset_id, configuration, "0", "-tr", short_trainer, "-p", plans_name,
+                        "-device", "cpu"], environment, workdir / f"{short_trainer}.log")
+    raw_dataset, output = workdir / "nnUNet_raw" / spec.folder_name, workdir / "predictions" / short_trainer
+    run_nnunet_command(["nnUNetv2_predict", "-i", str(raw_dataset / "imagesTs"), "-o", str(output), "-d",
+                        spec.dataset_id, "-c", configuration, "-tr", short_trainer, "-p", plans_name, "-f", "0",
+                        "-device", "cpu", "--disable_tta", "-npp", "1", "-nps", "1"],
+                       environment, workdir / f"predict_{short_trainer}.log")
+    trained = dice_of_predictions(raw_dataset, output)
+    untrained = untrained_dice(workdir, configuration, recursive_find_trainer_class_by_name(short_trainer),
+                               plans_name)
+    assert untrained < bar < trained, f"untrained {untrained:.3f}, bar {bar}, trained {trained:.3f}"
+
+
+def untrained_dice(workdir: Path, configuration: str, trainer_class: type, plans_name: str = "nnUNetPlans") -> float:
     """Held-out Dice of a freshly initialised network of ``trainer_class`` on the planned configuration."""
     spec = DEMO_DATASETS[configuration]
     preprocessed = workdir / "nnUNet_preprocessed" / spec.folder_name
-    plans_manager = PlansManager(str(preprocessed / "nnUNetPlans.json"))
+    plans_manager = PlansManager(str(preprocessed / f"{plans_name}.json"))
     configuration_manager = plans_manager.get_configuration(configuration)
     dataset_json = json.loads((preprocessed / "dataset.json").read_text())
     torch.manual_seed(SEED)

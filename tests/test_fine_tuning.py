@@ -11,11 +11,12 @@ import pytest
 from helpers import harness_trainer_class
 from nnunet_attention.trainers import TRAINERS
 
-from nnunet_attention.architecture_contract import check_pretrained_weights
+from nnunet_attention.architecture_contract import check_pretrained_weights, matrix_configuration
 from nnunet_attention.plan_matrix import QUICK_PLANS
 
 
 @pytest.mark.parametrize("trainer_name", sorted(TRAINERS))
 @pytest.mark.parametrize("plan", QUICK_PLANS, ids=lambda plan: plan.name)
 def test_pretrained_weights_of_another_class_count_load_with_nnunets_loader(trainer_name, plan):
-    check_pretrained_weights(harness_trainer_class(TRAINERS[trainer_name]), plan.configuration())
+    trainer = TRAINERS[trainer_name]
+    check_pretrained_weights(harness_trainer_class(trainer), matrix_configuration(trainer, plan))

@@ -18,6 +18,7 @@ from nnunet_attention.architectures.blocks.attention_probe import attention_prob
 from nnunet_attention.architectures.blocks.cross_axis_attention import MultiScaleCrossAxisAttention
 from nnunet_attention.architectures.blocks.guided_attention import ChannelAttention, PositionAttention
 from nnunet_attention.architectures.blocks.mixed_transformer import MixedTransformerStage
+from nnunet_attention.architectures.blocks.transformer_blocks import ProbedSwinBlock, ProbedViTBlock
 from nnunet_attention.architectures.non_local_unet import BottomBlock, UpAggregation
 from nnunet_attention.trainers import CONTROLS, TRAINERS
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
@@ -38,7 +39,10 @@ from tests.helpers import (
 #: residual attention blocks ``x + attention(x)``: the rule makes each return its input
 RESIDUAL_ATTENTION = (MixedTransformerStage, MultiScaleCrossAxisAttention, PositionAttention, ChannelAttention,
                       BottomBlock)
-PLANS = {"2d": make_plan(2, 5, anisotropic=False), "3d anisotropic": make_plan(3, 5, anisotropic=True)}
+PLANS = {"2d": dict(spatial_dims=2, n_stages=5, anisotropic=False),
+         "3d anisotropic": dict(spatial_dims=3, n_stages=5, anisotropic=True)}
+#: transformer blocks: the rule makes the response their self-attention adds zero
+TRANSFORMER_BLOCKS = (ProbedSwinBlock, ProbedViTBlock)
 
 
 def test_every_trainer_has_its_control_and_nnunets_lookup_finds_it():
@@ -59,7 +63,7 @@ def test_schedule_variants_pair_with_the_controls_variants():
 def networks(name: str, plan_id: str, deep_supervision: bool = True) -> tuple[torch.nn.Module, torch.nn.Module]:
     """(trainer's network, control's network) built by the trainer classes as nnU-Net's trainer builds them, in
     float64, dropout off."""
-    arch_kwargs, patch = PLANS[plan_id]
+    arch_kwargs, patch = make_plan(**PLANS[plan_id], patch_divisor=TRAINERS[name].patch_divisor)
     plans = PlansManager(plans_for(arch_kwargs, patch))
     configuration = plans.get_configuration(plans.available_configurations[0])
     built = []
@@ -85,6 +89,9 @@ def hook_the_removal_rule(network: torch.nn.Module) -> list[str]:
         elif isinstance(module, UpAggregation):
             module.aggregation.register_forward_hook(lambda _m, _in, out: torch.zeros_like(out))
             removed.append(f"{name}.aggregation")
+        elif isinstance(module, TRANSFORMER_BLOCKS):
+            module.attention_probe.register_forward_hook(lambda _m, _in, out: torch.zeros_like(out))
+            removed += [f"{name}.norm1", f"{name}.attn"]
         elif name.endswith("gating_signal"):  # the Attention U-Net's projection that only feeds the gates
             removed.append(name)
     return removed
@@ -106,7 +113,7 @@ def test_the_control_differs_from_its_trainer_in_the_attention_alone(name, plan_
     control_network.load_state_dict({key: trainer_weights[key] for key in control_weights})
     assert not attention_probes(control_network)  # a control exposes no attention maps
 
-    image = torch.randn(2, INPUT_CHANNELS, *PLANS[plan_id][1], generator=torch.Generator().manual_seed(1),
+    image = torch.randn(2, INPUT_CHANNELS, *trainer_network.plan.patch_size, generator=torch.Generator().manual_seed(1),
                         dtype=torch.float64)
     expected, actual = output_tensors(trainer_network(image)), output_tensors(control_network(image))
     assert len(actual) == len(expected)
@@ -121,14 +128,14 @@ def test_the_attention_changes_the_trainers_output(name):
     open_zero_initialised_gates(trainer_network)
     weights = trainer_network.state_dict()
     control_network.load_state_dict({key: weights[key] for key in control_network.state_dict()})
-    image = torch.randn(1, INPUT_CHANNELS, *PLANS["2d"][1], generator=torch.Generator().manual_seed(1),
+    image = torch.randn(1, INPUT_CHANNELS, *trainer_network.plan.patch_size, generator=torch.Generator().manual_seed(1),
                         dtype=torch.float64)
     trainer_network.eval(), control_network.eval()
     assert (trainer_network(image) - control_network(image)).abs().max() > 1e-4
 
 
 def test_a_network_without_attention_cannot_be_a_control():
-    arch_kwargs, _ = PLANS["2d"]
+    arch_kwargs, _ = make_plan(**PLANS["2d"])
     unet = PlainConvUNet(input_channels=1, num_classes=2, **arch_kwargs)
     with pytest.raises(TypeError, match="has no block with a without_attention"):
         remove_attention(unet)

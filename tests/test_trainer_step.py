@@ -15,12 +15,13 @@ from torch import nn
 from nnunet_attention.memory_estimate import training_step_peak_bytes
 from nnunet_attention.planned_configuration import PlannedConfiguration
 from nnunet_attention.plans_fabricator import dataset_json_for, plans_for
-from nnunet_attention.registry import known_trainer_names, trainer_class
+from nnunet_attention.registry import known_trainer_names, patch_divisor, trainer_class
 from nnunet_attention.trainer_step import constructed_trainer, prepare_training_step, training_batch
 
 
-def small_configuration(regions: bool = False, batch_dice: bool = True) -> PlannedConfiguration:
-    arch_kwargs, patch = make_plan(2, 4, anisotropic=False)
+def small_configuration(regions: bool = False, batch_dice: bool = True, patch_divisor: int = 1
+                        ) -> PlannedConfiguration:
+    arch_kwargs, patch = make_plan(2, 4, anisotropic=False, patch_divisor=patch_divisor)
     plans = plans_for(arch_kwargs, patch)
     plans["configurations"]["2d"]["batch_dice"] = batch_dice
     return PlannedConfiguration("small 2d", plans, "2d", dataset_json_for(1, 3, regions=regions), tuple(patch), "test")
@@ -43,7 +44,7 @@ def parameters_of(network: nn.Module) -> dict[str, torch.Tensor]:
 def test_the_step_is_the_trainers_train_step(name):
     """The same trainer, weights and batch: our step and nnU-Net's ``train_step`` give the same loss and the same
     updated weights (dropout seeded alike)."""
-    configuration = small_configuration()
+    configuration = small_configuration(patch_divisor=patch_divisor(name))
     with constructed_trainer(narrow(name), configuration) as trainer:
         torch.manual_seed(0)
         step = prepare_training_step(trainer, batch_size=2, amp=False, generator=torch.Generator().manual_seed(1))

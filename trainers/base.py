@@ -77,6 +77,10 @@ class AttentionTrainerBase(nnUNetTrainer):
     #: ``architecture_class``; where False, nnU-Net's deep supervision is switched off and the network is supervised
     #: its own way
     supports_deep_supervision: ClassVar[bool] = True
+    #: what every patch axis must be a multiple of besides the plan's total stride: the architecture's own
+    #: declaration (:attr:`PlannedNetwork.patch_divisor`), copied like ``supports_deep_supervision``; the planner
+    #: (``nnunet-attention plan``) plans patches that keep it
+    patch_divisor: ClassVar[int] = 1
     #: for a removal control: the name of the trainer whose attention it removes (None for the trainers)
     controlled_trainer: ClassVar[str | None] = None
 
@@ -101,6 +105,7 @@ class AttentionTrainerBase(nnUNetTrainer):
         super().__init_subclass__(**kwargs)
         if cls.architecture_class is not None:
             cls.supports_deep_supervision = cls.architecture_class.supports_deep_supervision
+            cls.patch_divisor = cls.architecture_class.patch_divisor
         # Only the package's own trainers; user subclasses (e.g. short schedules) stay out of the registry.
         if cls.architecture_class is not None and cls.__module__.startswith("nnunet_attention.trainers"):
             (CONTROLS if cls.controlled_trainer else TRAINERS)[cls.__name__] = cls
