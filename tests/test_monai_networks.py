@@ -7,6 +7,8 @@ The networks here take over MONAI's modules (probed transformer blocks, the outp
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from helpers import INPUT_CHANNELS, NUM_CLASSES, make_plan
@@ -62,6 +64,7 @@ def test_a_patch_the_network_cannot_run_is_refused_naming_the_constraint_and_the
     arch_kwargs, _ = make_plan(2, 4, anisotropic=False)
     plan = UNetPlan.from_arch_kwargs(arch_kwargs, patch)
     fitting = [96, 128] if divisor == 32 else [96, 112]
-    with pytest.raises(PlanError, match=rf"every patch axis divisible by {divisor} .*patch_size {patch} is not.*"
-                                        rf"nnunet-attention plan -d DATASET -tr .*e\.g\. {fitting}"):
+    with pytest.raises(PlanError, match=rf"every patch axis divisible by {divisor} .*patch_size "
+                                        rf"{re.escape(str(patch))} is not.*nnunet-attention plan -d DATASET -tr .*"
+                                        rf"e\.g\. {re.escape(str(fitting))}"):
         network(plan, INPUT_CHANNELS, NUM_CLASSES)
