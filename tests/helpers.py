@@ -48,12 +48,13 @@ PLAN_MATRIX = [(plan.spatial_dims, plan.n_stages, plan.anisotropic) for plan in 
 #: times on 2 cores: MSGA runs ~130 convolutions per step on the attention grid (an autoencoder at 2-8 x 64
 #: channels and two attention branches per scale and step), seconds per step even on the demo's small 2d
 #: plan. The default (64 channels, 4 scales) is exercised in test_msga.py and the benchmark. MONAI's SwinUNETR
-#: attends within windows of 7**3 = 343 tokens at half the patch's resolution (a 3D step of the matrix takes
-#: seconds at any width): narrowest width, windows of 5; UNETR's ViT-B (86M parameters): a ViT of width 48. MONAI's
-#: defaults are checked against MONAI's own networks in test_monai_networks.py and run in the benchmark.
+#: attends within windows of 7**3 = 343 tokens at half the patch's resolution: at its narrowest width (12) with
+#: windows of 3 (still padded and shifted on the matrix' grids), 2.2 s per 3D step of the matrix' largest plan
+#: where windows of 5 took 7.5 s; UNETR's ViT-B (86M parameters): a ViT of width 48. MONAI's defaults are checked
+#: against MONAI's own networks in test_monai_networks.py and run in the benchmark.
 NARROW_ARCHITECTURE_KWARGS = {
     "nnUNetTrainerMSGA": {"attention_channels": 8, "n_scales": 2},
-    "nnUNetTrainerSwinUNETR": {"feature_size": 12, "window_size": 5},
+    "nnUNetTrainerSwinUNETR": {"feature_size": 12, "window_size": 3},
     "nnUNetTrainerUNETR": {"feature_size": 8, "hidden_size": 48, "mlp_dim": 96, "num_heads": 4},
 }
 

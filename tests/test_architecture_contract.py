@@ -69,7 +69,14 @@ MAP_NAMES_AT_FIVE_STAGES = {
                             for place, level in (("encoder", 3), ("bottleneck", 4), ("decoder", 3))
                             for block in (0, 1)],
     "nnUNetTrainerNonLocalUNet": ["global_aggregation_bottleneck_level4", "global_aggregation_up_to_level3"],
+    "nnUNetTrainerSwinUNETR": [f"window_attention_stage{stage}_block{block}" for stage in (1, 2, 3, 4)
+                               for block in (0, 1)],
+    "nnUNetTrainerUNETR": [f"self_attention_block{block}" for block in range(12)],
 }
+#: names that give the grid a transformer's map lies on, as a fraction of the patch: a Swin stage's 1/2**stage,
+#: a ViT's tokens 1/16
+MAP_ON_ITS_TOKEN_GRID = {re.compile(r"^window_attention_stage(\d)"): lambda match: 2 ** int(match.group(1)),
+                         re.compile(r"^self_attention_block"): lambda match: 16}
 
 
 #: names whose ``level{L}`` is the level whose grid the map is on (MSGA's guided attention maps all lie on the
@@ -80,9 +87,9 @@ MAP_ON_ITS_LEVEL = re.compile(r"^(gate|lgg_sa_[a-z]+|global_aggregation_[a-z_]+)
 def test_map_names_say_what_each_map_is_and_where():
     """The names ``attention-maps`` writes its files under, exactly, on a 3D 5-stage plan; a map whose name gives
     its level lies on that level's grid."""
-    kwargs, patch = make_plan(3, 5, anisotropic=True)
     names = {}
     for name in ARCHITECTURES:
+        kwargs, patch = make_plan(3, 5, anisotropic=True, patch_divisor=TRAINERS[name].patch_divisor)
         network = build(name, kwargs, patch, False).eval()
         probes = attention_probes(network)
         names[name] = [probe.map_name for probe in probes.values()]
@@ -92,6 +99,9 @@ def test_map_names_say_what_each_map_is_and_where():
             level = MAP_ON_ITS_LEVEL.match(probe.map_name)
             if level:
                 assert tuple(maps[path].shape[2:]) == network.plan.grids[int(level.group(2))], probe.map_name
+            for pattern, fraction in MAP_ON_ITS_TOKEN_GRID.items():
+                if match := pattern.match(probe.map_name):
+                    assert list(maps[path].shape[2:]) == [size // fraction(match) for size in patch], probe.map_name
     assert names == MAP_NAMES_AT_FIVE_STAGES
 
 

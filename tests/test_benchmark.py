@@ -18,6 +18,7 @@ from nnunet_attention.benchmark import (
     Measurement,
     batch_size_for,
     forward_flops,
+    networks_per_patch,
     trainers_to_measure,
     untrustworthy_timings,
 )
@@ -26,7 +27,7 @@ from nnunet_attention.plan_presets import PLAN_PRESETS
 from nnunet_attention.planned_configuration import PlannedConfiguration
 from nnunet_attention.plans_fabricator import dataset_json_for, plain_unet_arch_kwargs, plans_for
 from nnunet_attention.registry import REFERENCE_LABEL as REFERENCE
-from nnunet_attention.registry import REFERENCE_TRAINER
+from nnunet_attention.registry import REFERENCE_TRAINER, patch_divisor
 from nnunet_attention.trainer_step import build_network
 
 
@@ -61,9 +62,21 @@ def test_every_registered_trainer_is_benchmarked_beside_the_reference():
 @pytest.mark.parametrize("preset", sorted(PLAN_PRESETS))
 def test_every_preset_builds_every_network(preset):
     plan = PLAN_PRESETS[preset]
-    for name in trainers_to_measure():
-        network = build_network(name, plan, for_training=False)
+    for name in trainers_to_measure():  # on the preset's patch rounded up to the network's multiple, if it has one
+        network = build_network(name, plan.fitted_to(patch_divisor(name)), for_training=False)
         assert sum(p.numel() for p in network.parameters()) > 0, name
+
+
+def test_a_network_that_needs_other_multiples_is_measured_beside_the_unet_on_its_rounded_patch():
+    """Synthetic 2d (96 x 112): UNETR (multiples of 16) runs on the plan itself, SwinUNETR (32) on 96 x 128, each
+    group with nnU-Net's U-Net measured on the same patch."""
+    names = [REFERENCE_TRAINER, "nnUNetTrainerAttentionUNet", "nnUNetTrainerSwinUNETR", "nnUNetTrainerUNETR"]
+    groups = networks_per_patch(PLAN_PRESETS["synthetic-2d"], names)
+    assert [(plan.patch_size, measured) for plan, measured in groups] == [
+        ([96, 112], [REFERENCE_TRAINER, "nnUNetTrainerAttentionUNet", "nnUNetTrainerUNETR"]),
+        ([96, 128], [REFERENCE_TRAINER, "nnUNetTrainerSwinUNETR"]),
+    ]
+    assert groups[0][0] is PLAN_PRESETS["synthetic-2d"]
 
 
 def write_tiny_plans(folder, dataset_json=True, batch_size=2):

@@ -13,7 +13,7 @@ import pytest
 import torch
 from helpers import INPUT_CHANNELS, NUM_CLASSES, make_plan
 from monai.networks.nets import UNETR, SwinUNETR
-from nnunet_attention.architectures import SwinUNETRNet, UNetPlan, UNETRNet
+from nnunet_attention.architectures import SwinUNETRNet, UNetPlan, UNETRNet, capture_attention_maps
 from nnunet_attention.architectures.plan import PlanError
 
 #: MONAI's key of the output convolution -> ours
@@ -68,3 +68,21 @@ def test_a_patch_the_network_cannot_run_is_refused_naming_the_constraint_and_the
                                         rf"{re.escape(str(patch))} is not.*nnunet-attention plan -d DATASET -tr .*"
                                         rf"e\.g\. {re.escape(str(fitting))}"):
         network(plan, INPUT_CHANNELS, NUM_CLASSES)
+
+
+def test_a_vit_blocks_map_is_the_rms_of_its_self_attention_response_on_the_token_grid():
+    """The map of UNETR's block 4 written from its formula: the block's self-attention on its normalised input
+    tokens, RMS over channels, tokens laid out row-major on the 2 x 3 x 4 grid of a 32 x 48 x 64 patch (as MONAI's
+    patch embedding flattens them)."""
+    _, _, options, patch = CASES["unetr-3d"]
+    network = UNETRNet(plan_at(patch), INPUT_CHANNELS, NUM_CLASSES, **options).double().eval()
+    block = network.unetr.vit.blocks[4]
+    block_input = {}
+    block.register_forward_pre_hook(lambda _module, arguments: block_input.setdefault("tokens", arguments[0]))
+    image = torch.randn(2, INPUT_CHANNELS, *patch, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad(), capture_attention_maps(network) as maps:
+        network(image)
+        response = block.attn(block.norm1(block_input["tokens"]))  # (B, tokens, C)
+    expected = response.square().mean(dim=-1).sqrt().reshape(2, 1, 2, 3, 4)
+    summary = block.attention_probe.summarize(maps["unetr.vit.blocks.4.attention_probe"])
+    torch.testing.assert_close(summary, expected.float(), rtol=1e-6, atol=1e-7)

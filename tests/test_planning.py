@@ -10,6 +10,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -23,7 +24,8 @@ from nnunet_attention.memory_estimate import training_step_peak_bytes
 from nnunet_attention.nnunet_layout import NNUNET_FOLDERS
 from nnunet_attention.plan_presets import PLAN_PRESETS
 from nnunet_attention.planning import ESTIMATE_KEY, PLANNING_KEY, default_plans_name, memory_ratio
-from nnunet_attention.registry import control_of
+from nnunet_attention.registry import REFERENCE_TRAINER, control_of
+from nnunet_attention.synth import SynthSpec, write_dataset
 
 #: the presets each fingerprint's plans must reproduce (nnU-Net 2.8.1's default planner, 8 GB)
 PRESETS_OF_FINGERPRINT = {
@@ -147,6 +149,56 @@ def test_each_trainer_gets_a_plan_within_the_target_smaller_where_its_network_is
             assert voxels >= plain_voxels, (name, ratio_on_nnunets_plan)
 
 
+def test_a_network_that_needs_patch_multiples_of_32_is_planned_them_within_the_target(acdc_plans_for_nnunets_unet):
+    """SwinUNETR on ACDC at 8 GB: every patch axis divides by 32, 3d_fullres's 20 slices rounded up to 32 (no
+    shrinking reaches a multiple of 32 from below), its in-plane axes shrunk by 32 while the estimate at batch 2 is
+    over the target; the batch is nnU-Net's rule on the final estimate."""
+    root, environment = acdc_plans_for_nnunets_unet
+    plan_here("acdc", "nnUNetTrainerSwinUNETR", environment=environment)
+    reference, ours = planned(root, "acdc", "nnUNetPlans_UNet"), planned(root, "acdc", "nnUNetPlans_SwinUNETR")
+    for name in ("2d", "3d_fullres"):
+        plan, estimate = ours["configurations"][name], ours["configurations"][name][ESTIMATE_KEY]
+        assert all(size % 32 == 0 for size in plan["patch_size"]), (name, plan["patch_size"])
+        assert estimate["gigabytes_at_batch_2"] <= 8
+        per_sample = estimate["gigabytes_at_batch_2"] / 2
+        assert plan["batch_size"] == max(2, min(round(8 / per_sample), five_percent_cap(reference, plan)))
+    assert reference["configurations"]["3d_fullres"]["patch_size"] == [20, 256, 224]
+    assert ours["configurations"]["3d_fullres"]["patch_size"] == [32, 160, 128]
+    assert ours["configurations"]["2d"]["patch_size"] == reference["configurations"]["2d"]["patch_size"]  # 256 x 224
+
+
+SYNTHETIC_2D = SynthSpec(dataset_id=992, name="SynthPlan2D", n_train=5, n_test=1)
+
+
+@pytest.fixture(scope="module")
+def synthetic_2d_fingerprint(tmp_path_factory):
+    """nnU-Net's folders with a synthetic 2d dataset of ``synth``'s default 96 x 112 (the synthetic-2d preset's
+    size) and its fingerprint."""
+    root = tmp_path_factory.mktemp("synthetic")
+    environment = {**os.environ, **{name: str(root / name) for name in NNUNET_FOLDERS}}
+    spec = SYNTHETIC_2D
+    write_dataset(spec, root / "nnUNet_raw")
+    subprocess.run([sys.executable, "-c", "from nnunetv2.experiment_planning.plan_and_preprocess_api import "
+                    f"extract_fingerprints; extract_fingerprints([{spec.dataset_id}], num_processes=1)"],
+                   env=environment, check=True, capture_output=True, timeout=600)
+    return root, environment
+
+
+@pytest.mark.parametrize("trainer,patch", [("nnUNetTrainerUNETR", [96, 112]), ("nnUNetTrainerSwinUNETR", [96, 128])])
+def test_the_synthetic_2d_patch_is_rounded_up_to_the_networks_multiple(trainer, patch, synthetic_2d_fingerprint):
+    """nnU-Net plans this data 96 x 112 (the synthetic-2d preset), which divides by UNETR's 16 and stays; SwinUNETR's
+    32 makes it 96 x 128."""
+    root, environment = synthetic_2d_fingerprint
+    spec = SYNTHETIC_2D
+    with pytest.MonkeyPatch.context() as patched, contextlib.redirect_stdout(io.StringIO()):
+        for variable in NNUNET_FOLDERS:
+            patched.setenv(variable, environment[variable])
+        assert main(["plan", "-d", str(spec.dataset_id), "-tr", trainer, "-c", "2d", "--no-dataset-check"]) == 0
+    plans_name = f"nnUNetPlans_{trainer.removeprefix('nnUNetTrainer')}"
+    plans = json.loads((root / "nnUNet_preprocessed" / spec.folder_name / f"{plans_name}.json").read_text())
+    assert plans["configurations"]["2d"]["patch_size"] == patch
+
+
 def five_percent_cap(plans: dict, configuration: dict) -> int:
     """nnU-Net's cap on the batch: at most 5% of the dataset's voxels (3d_fullres median x training cases)."""
     dataset_voxels = np.prod(plans["configurations"]["3d_fullres"]["median_image_size_in_voxels"], dtype=np.float64)
@@ -217,7 +269,7 @@ def test_a_removal_control_is_planned_for_its_own_lighter_network(trainer):
 #: the CPU step its CPU forms, whose 3D depthwise convolutions as depth-shifted 2D ones keep more alive (3d: 447-509
 #: MiB measured against 226 MiB estimated, beyond the runtime's share; 2d: 201 against 99)
 ESTIMATE_CHECKS = {"synthetic-2d": ["nnUNetTrainerAttentionUNet", "nnUNetTrainerMCANet", "nnUNetTrainerMSGA",
-                                    "nnUNetTrainerNonLocalUNet"],
+                                    "nnUNetTrainerNonLocalUNet", "nnUNetTrainerSwinUNETR", "nnUNetTrainerUNETR"],
                    "synthetic-3d_fullres": ["nnUNetTrainerMTUNet"]}
 
 
@@ -226,19 +278,21 @@ def test_estimate_matches_a_cpu_training_steps_measured_peak(preset):
     """Every network, on the synthetic 2d or 3d plan, float32 at batch 2: the estimate (tensor bytes) is at most the
     resident memory one real CPU step adds (the benchmark's measurement, a fresh process per network) and accounts
     for it up to the CPU runtime's own memory."""
-    plans = [PLAN_PRESETS[preset]]
-    measured = run_benchmark(plans, "cpu", steps=1, batch_size=2, trainers=ESTIMATE_CHECKS[preset],
+    plan = PLAN_PRESETS[preset]
+    measured = run_benchmark([plan], "cpu", steps=1, batch_size=2, trainers=ESTIMATE_CHECKS[preset],
                              with_inference=False)
     assert sorted(sum(ESTIMATE_CHECKS.values(), [])) == sorted(TRAINERS)
-    for plan, measurements in zip(plans, measured.values()):
-        assert len(measurements) == len(ESTIMATE_CHECKS[preset]) + 1  # with nnU-Net's U-Net
+    # SwinUNETR on the plan's patch rounded up to multiples of 32, beside nnU-Net's U-Net there
+    assert sorted(name for rows in measured.values() for name in rows if name != REFERENCE_TRAINER) == sorted(
+        ESTIMATE_CHECKS[preset])
+    for label, measurements in measured.items():
         for name, measurement in measurements.items():
             estimate = measurement.estimated_peak_mib
             assert estimate <= measurement.peak_mib <= RESIDENT_FACTOR * estimate + RESIDENT_OVERHEAD_MIB, (
-                plan.name, name, estimate, measurement.peak_mib)
-        checked = ESTIMATE_CHECKS[preset][0]  # the benchmark's column is the planner's estimate (one network here)
-        assert measurements[checked].estimated_peak_mib == training_step_peak_bytes(checked, plan, 2,
-                                                                                    half_precision=False) / 2**20
+                label, name, estimate, measurement.peak_mib)
+    checked = ESTIMATE_CHECKS[preset][0]  # the benchmark's column is the planner's estimate (one network here)
+    assert measured[plan.label(2)][checked].estimated_peak_mib == training_step_peak_bytes(
+        checked, plan, 2, half_precision=False) / 2**20
 
 
 def test_resenc_planner_gives_nnunets_resenc_plans_and_plans_attention_trainers_on_them(fingerprint_folders):
