@@ -225,13 +225,12 @@ def networks_per_patch(plan: PlannedConfiguration, names: Sequence[str]
     """``plan`` rounded up to each network's ``patch_divisor`` (:meth:`PlannedConfiguration.fitted_to`; the plan
     itself for most), with the reference and the networks of ``names`` measured on it: a network that needs another
     patch is compared with nnU-Net's U-Net on that patch."""
-    groups: dict[tuple[int, ...], tuple[PlannedConfiguration, list[str]]] = {}
-    if len(names) == 1:
-        return [(plan, list(names))]
+    groups = {tuple(plan.patch_size): (plan, [names[0]])}  # the plan's own patch first
     for name in names[1:]:
         fitted = plan.fitted_to(patch_divisor(name))
         groups.setdefault(tuple(fitted.patch_size), (fitted, [names[0]]))[1].append(name)
-    return list(groups.values())
+    return [(fitted, measured) for fitted, measured in groups.values()
+            if len(measured) > 1 or len(names) == 1]
 
 
 def run_benchmark(plans: Sequence[PlannedConfiguration], device: str, steps: int, batch_size: int | None = None,

@@ -110,10 +110,7 @@ def attention_aware_planner(base_planner: type, trainer_name: str) -> type:
             arguments = (plan["patch_size"], len(self.dataset_json["channel_names"]),
                          len(self.dataset_json["labels"]), architecture["network_class_name"],
                          architecture["arch_kwargs"], architecture["_kw_requires_import"])
-            two_dimensional = len(plan["patch_size"]) == 2
-            reference_value = self.UNet_reference_val_2d if two_dimensional else self.UNet_reference_val_3d
-            reference_batch = (self.UNet_reference_val_corresp_bs_2d if two_dimensional
-                               else self.UNet_reference_val_corresp_bs_3d)
+            reference_value, reference_batch = self.unet_reference(len(plan["patch_size"]))
             gigabytes_per_sample = (self.UNet_reference_val_corresp_GB * self.static_estimate_VRAM_usage(*arguments)
                                     / (reference_value * reference_batch))
             ratio = memory_ratio(network, candidate_plan(*arguments))
@@ -121,6 +118,13 @@ def attention_aware_planner(base_planner: type, trainer_name: str) -> type:
                                   "gigabytes_at_batch_2": 2 * gigabytes_per_sample,
                                   "gigabytes_at_planned_batch": plan["batch_size"] * gigabytes_per_sample}
             return plan
+
+        def unet_reference(self, spatial_dims: int) -> tuple[float, int]:
+            """nnU-Net's calibration for ``spatial_dims``: its U-Net's estimate that filled
+            ``UNet_reference_val_corresp_GB`` of GPU memory, and the batch it was measured at."""
+            if spatial_dims == 2:
+                return self.UNet_reference_val_2d, self.UNet_reference_val_corresp_bs_2d
+            return self.UNet_reference_val_3d, self.UNet_reference_val_corresp_bs_3d
 
         def fit_patch(self, plan: dict, divisor: int, median_shape, approximate_n_voxels_dataset: float) -> None:
             """Make ``plan``'s patch fit a network that needs every axis divisible by ``divisor``, as nnU-Net's
@@ -137,12 +141,8 @@ def attention_aware_planner(base_planner: type, trainer_name: str) -> type:
                          architecture["_kw_requires_import"])
             multiples = patch_multiples(candidate_plan(plan["patch_size"], *arguments).total_strides, divisor)
             patch = rounded_up(plan["patch_size"], multiples)
-            two_dimensional = len(patch) == 2
-            reference = ((self.UNet_reference_val_2d if two_dimensional else self.UNet_reference_val_3d)
-                         * self.UNet_vram_target_GB / self.UNet_reference_val_corresp_GB)
-            reference_batch = (self.UNet_reference_val_corresp_bs_2d if two_dimensional
-                               else self.UNet_reference_val_corresp_bs_3d)
-
+            reference_value, reference_batch = self.unet_reference(len(patch))
+            reference = reference_value * self.UNet_vram_target_GB / self.UNet_reference_val_corresp_GB
             current = self.static_estimate_VRAM_usage(patch, *arguments)
             while current / reference_batch * 2 > reference:
                 reducible = [axis for axis in range(len(patch)) if patch[axis] > multiples[axis]]

@@ -275,9 +275,9 @@ ESTIMATE_CHECKS = {"synthetic-2d": ["nnUNetTrainerAttentionUNet", "nnUNetTrainer
 
 @pytest.mark.parametrize("preset", sorted(ESTIMATE_CHECKS))
 def test_estimate_matches_a_cpu_training_steps_measured_peak(preset):
-    """Every network, on the synthetic 2d or 3d plan, float32 at batch 2: the estimate (tensor bytes) is at most the
-    resident memory one real CPU step adds (the benchmark's measurement, a fresh process per network) and accounts
-    for it up to the CPU runtime's own memory."""
+    """Every network, on the synthetic 2d or 3d plan, float32 at batch 2: the estimate (tensor bytes) without the
+    weights is at most the resident memory one real CPU step adds (the benchmark's measurement, a fresh process per
+    network), and the estimate accounts for it up to the CPU runtime's own memory."""
     plan = PLAN_PRESETS[preset]
     measured = run_benchmark([plan], "cpu", steps=1, batch_size=2, trainers=ESTIMATE_CHECKS[preset],
                              with_inference=False)
@@ -287,8 +287,10 @@ def test_estimate_matches_a_cpu_training_steps_measured_peak(preset):
         ESTIMATE_CHECKS[preset])
     for label, measurements in measured.items():
         for name, measurement in measurements.items():
-            estimate = measurement.estimated_peak_mib
-            assert estimate <= measurement.peak_mib <= RESIDENT_FACTOR * estimate + RESIDENT_OVERHEAD_MIB, (
+            # the CPU measurement counts what the steps add, the weights being resident before them; the estimate
+            # counts the weights too (UNETR's 87M parameters: 333 MiB, which the steps do not add)
+            estimate, weights = measurement.estimated_peak_mib, measurement.parameters * 4 / 2**20
+            assert estimate - weights <= measurement.peak_mib <= RESIDENT_FACTOR * estimate + RESIDENT_OVERHEAD_MIB, (
                 label, name, estimate, measurement.peak_mib)
     checked = ESTIMATE_CHECKS[preset][0]  # the benchmark's column is the planner's estimate (one network here)
     assert measured[plan.label(2)][checked].estimated_peak_mib == training_step_peak_bytes(
