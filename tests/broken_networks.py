@@ -5,6 +5,7 @@ import dataclasses
 
 import torch
 from nnunet_attention.architectures.attention_unet import AttentionUNet
+from nnunet_attention.architectures.blocks.attention_probe import AttentionProbe, name_attention_maps
 from torch import nn
 
 
@@ -42,3 +43,17 @@ class HasAnUnusedParameter(AttentionUNet):
     def __init__(self, plan, input_channels, num_classes, deep_supervision=False):
         super().__init__(plan, input_channels, num_classes, deep_supervision)
         self.forgotten = nn.Linear(4, 4)
+
+
+class MapsOffTheImageGrid(AttentionUNet):
+    """Exposes one more map, on the patch less one voxel along the last axis: a grid the patch is no whole multiple
+    of, which attention-maps cannot line up with the image."""
+
+    def __init__(self, plan, input_channels, num_classes, deep_supervision=False):
+        super().__init__(plan, input_channels, num_classes, deep_supervision)
+        self.off_grid_probe = AttentionProbe("the input's first channel, squashed, one voxel short")
+        name_attention_maps(self.off_grid_probe, "off_grid")
+
+    def forward(self, x):
+        self.off_grid_probe(torch.sigmoid(x[:, :1, ..., :-1]))
+        return super().forward(x)
