@@ -258,9 +258,10 @@ def run_benchmark(plans: Sequence[PlannedConfiguration], device: str, steps: int
 
 
 def cpu_batch_note(plans: Sequence[PlannedConfiguration], device: str, batch_size: int | None) -> str | None:
-    """What a CPU run without ``--batch-size`` says about the batch it runs at, where that is not the plan's."""
+    """What a CPU run without ``--batch-size`` says about the batch it runs at, where that is not the plan's
+    (nothing where the batch was chosen)."""
     reduced = [plan for plan in plans if batch_size_for(plan, device, batch_size) != plan.batch_size]
-    if not reduced:
+    if batch_size is not None or not reduced:
         return None
     planned = ", ".join(f"{plan.name} {plan.batch_size}" for plan in reduced)
     return (f"on a CPU each plan runs at batch {CPU_BATCH_SIZE} rather than its planned batch ({planned}), which "

@@ -17,6 +17,7 @@ from nnunet_attention import cli
 from nnunet_attention.benchmark import (
     Measurement,
     batch_size_for,
+    cpu_batch_note,
     forward_flops,
     networks_per_patch,
     trainers_to_measure,
@@ -77,6 +78,12 @@ def test_a_network_that_needs_other_multiples_is_measured_beside_the_unet_on_its
         ([96, 128], [REFERENCE_TRAINER, "nnUNetTrainerSwinUNETR"]),
     ]
     assert groups[0][0] is PLAN_PRESETS["synthetic-2d"]
+
+
+def test_the_cpu_batch_note_speaks_only_where_the_run_chose_the_batch():
+    acdc = PLAN_PRESETS["acdc-2d"]  # planned batch 56
+    assert "rather than its planned batch (ACDC 2d 56)" in cpu_batch_note([acdc], "cpu", None)
+    assert cpu_batch_note([acdc], "cpu", 2) is None  # --batch-size 2: the user's choice, nothing to explain
 
 
 def write_tiny_plans(folder, dataset_json=True, batch_size=2):
