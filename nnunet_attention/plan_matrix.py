@@ -48,6 +48,20 @@ def plan_from_layout(strides: list, kernels: list, residual: bool = False, max_f
     return kwargs
 
 
+def patch_for_divisor(patch: list[int], strides: list, patch_divisor: int = 1) -> list[int]:
+    """``patch`` of a plan with these per-stage ``strides``, rounded up to a multiple of ``patch_divisor`` (and of
+    the total stride) for a network that needs one, as the planner rounds it; where that leaves one multiple along
+    every axis (SwinUNETR's deepest grid would be a single voxel), the last axis takes two."""
+    from nnunet_attention.architectures.plan import patch_multiples, rounded_up
+
+    totals = [math.prod(stride[axis] for stride in strides) for axis in range(len(patch))]
+    multiples = patch_multiples(totals, patch_divisor)
+    fitted = rounded_up(patch, multiples)
+    if patch_divisor > 1 and fitted == multiples:
+        fitted[-1] *= 2
+    return fitted
+
+
 def make_plan(spatial_dims: int, n_stages: int, anisotropic: bool, residual: bool = False, max_features: int = 32,
               patch_divisor: int = 1):
     """``(arch_kwargs, patch_size)`` of a U-Net plan with small features.
@@ -55,13 +69,9 @@ def make_plan(spatial_dims: int, n_stages: int, anisotropic: bool, residual: boo
     Isotropic plans downsample every axis by 2 per stage (3D: the first axis at most 4 times, as nnU-Net stops when
     an axis gets small). Anisotropic plans start with ``[1, 2, 2]`` strides and kernels ``[1, 3, 3]`` on the first
     axis until the in-plane resolution has caught up (stages 0-1). The patch is the total stride times
-    :data:`PATCH_MULTIPLIERS`, rounded up to a multiple of ``patch_divisor`` for a network that needs one (see
-    :attr:`~nnunet_attention.architectures.planned_network.PlannedNetwork.patch_divisor`), as the planner rounds it;
-    where that leaves one multiple along every axis (SwinUNETR's deepest grid would be a single voxel), the last
-    axis takes two.
+    :data:`PATCH_MULTIPLIERS`, fitted to ``patch_divisor`` for a network that needs one (:func:`patch_for_divisor`;
+    see :attr:`~nnunet_attention.architectures.planned_network.PlannedNetwork.patch_divisor`).
     """
-    from nnunet_attention.architectures.plan import patch_multiples, rounded_up
-
     max_downsamples = [n_stages - 1] * spatial_dims
     if spatial_dims == 3:
         max_downsamples[0] = min(n_stages - 1, 4)
@@ -76,10 +86,8 @@ def make_plan(spatial_dims: int, n_stages: int, anisotropic: bool, residual: boo
     kernels = [[1 if anisotropic and axis == 0 and stage < 2 else 3 for axis in range(spatial_dims)]
                for stage in range(n_stages)]
     cumulative = [math.prod(stride[axis] for stride in strides) for axis in range(spatial_dims)]
-    multiples = patch_multiples(cumulative, patch_divisor)
-    patch = rounded_up([c * m for c, m in zip(cumulative, PATCH_MULTIPLIERS[spatial_dims])], multiples)
-    if patch_divisor > 1 and patch == multiples:  # one multiple per axis: a divisor network's deepest grid is 1
-        patch[-1] *= 2
+    patch = patch_for_divisor([c * m for c, m in zip(cumulative, PATCH_MULTIPLIERS[spatial_dims])], strides,
+                              patch_divisor)
     return plan_from_layout(strides, kernels, residual, max_features), patch
 
 

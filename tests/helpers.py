@@ -62,10 +62,11 @@ NARROW_ARCHITECTURE_KWARGS = {
 # ---- networks -------------------------------------------------------------------------------------------------
 
 ARCHITECTURES = {name: trainer.architecture_class for name, trainer in TRAINERS.items()}
-#: the trainers whose networks run on any patch of a U-Net plan (``patch_divisor`` 1): the tests on fixed small or
-#: odd plans (edge layouts, cascades, regions, checkpoints, in-process learning) take these. SwinUNETR and UNETR
-#: need multiples of 32 and 16: the contract runs them on the matrix rounded up (test_architecture_contract.py),
-#: test_monai_networks.py against MONAI, and the end-to-end tests on the plans `nnunet-attention plan` gives them.
+#: the trainers whose networks run on any patch of a U-Net plan (``patch_divisor`` 1): the tests whose point is a
+#: fixed odd plan or dataset shape (edge layouts, in-process learning on small cases, nnU-Net's own planned patches)
+#: take these. SwinUNETR and UNETR need multiples of 32 and 16: the other tests round their patch
+#: (``plan_matrix.patch_for_divisor``), test_monai_networks.py checks them against MONAI, and the end-to-end tests
+#: train them on the plans `nnunet-attention plan` gives them.
 ANY_PATCH_TRAINERS = sorted(name for name, trainer in TRAINERS.items() if trainer.patch_divisor == 1)
 
 

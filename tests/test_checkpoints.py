@@ -5,19 +5,19 @@ byte for byte as it was. ``nnUNetv2_train --c`` after an interrupted run is in t
 
 import pytest
 import torch
-from helpers import ANY_PATCH_TRAINERS, harness_trainer_class, make_plan, make_trainer
+from helpers import harness_trainer_class, make_plan, make_trainer
 from nnunet_attention.trainers import TRAINERS
 from nnunet_attention.trainers.checkpoints import CheckpointError
 
 from nnunet_attention.plans_fabricator import dataset_json_for, plans_for
 from nnunet_attention.trainer_step import training_batch
 
-NAMES = ANY_PATCH_TRAINERS
+NAMES = sorted(TRAINERS)
 
 
 def trained_trainer(trainer_name: str, root, monkeypatch, seed: int = 0):
     """A trainer on a small 2D plan after one training step (so the optimizer has momentum to save)."""
-    arch_kwargs, patch = make_plan(2, 4, anisotropic=False)
+    arch_kwargs, patch = make_plan(2, 4, anisotropic=False, patch_divisor=TRAINERS[trainer_name].patch_divisor)
     torch.manual_seed(seed)
     trainer = make_trainer(harness_trainer_class(TRAINERS[trainer_name]), plans_for(arch_kwargs, patch),
                            dataset_json_for(2, 3), root, monkeypatch)

@@ -13,6 +13,7 @@ from nnunet_attention.trainers import TRAINERS
 from nnunetv2.training.loss.compound_losses import DC_and_BCE_loss
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from nnunet_attention.plan_matrix import patch_for_divisor
 from nnunet_attention.plans_fabricator import cascade_plans_for, dataset_json_for, plans_for
 from nnunet_attention.trainer_step import training_batch
 
@@ -71,13 +72,14 @@ def test_edge_plan_trains_and_predicts(trainer_name, plan_id, tmp_path, monkeypa
     check_one_step_and_prediction(trainer, EDGE_PLANS[plan_id][2], EDGE_PLANS[plan_id][4])
 
 
-@pytest.mark.parametrize("trainer_name", ANY_PATCH_TRAINERS)
+@pytest.mark.parametrize("trainer_name", sorted(TRAINERS))
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 def test_region_based_training_uses_sigmoid_outputs(trainer_name, spatial_dims, tmp_path, monkeypatch):
     """BraTS-like nested regions: one output per region, nnU-Net's Dice + BCE, a finite step."""
     strides = isotropic(spatial_dims, 4) if spatial_dims == 2 else EDGE_PLANS["3d-kernels-133-strides-122"][0][:4]
     kernels = threes(spatial_dims, 4)
-    patch = [24, 40] if spatial_dims == 2 else [4, 32, 24]
+    patch = patch_for_divisor([24, 40] if spatial_dims == 2 else [4, 32, 24], strides,
+                              TRAINERS[trainer_name].patch_divisor)
     plans = plans_for(plan_from_layout(strides, kernels), patch)
     trainer = make_trainer(harness_trainer_class(TRAINERS[trainer_name]), plans,
                            dataset_json_for(2, num_classes=4, regions=True), tmp_path, monkeypatch)
@@ -117,11 +119,12 @@ def test_refused_plans_really_break_the_plain_unet(tmp_path, monkeypatch):
             trainer.train_step(training_batch(trainer, torch.Generator().manual_seed(0)))
 
 
-@pytest.mark.parametrize("trainer_name", ANY_PATCH_TRAINERS)
+@pytest.mark.parametrize("trainer_name", sorted(TRAINERS))
 def test_cascade_stage_takes_the_previous_stages_one_hot_segmentation_as_input(trainer_name, tmp_path, monkeypatch):
     """``3d_cascade_fullres``: nnU-Net appends the previous stage's segmentation, one-hot over the foreground
     labels, to the image channels; the network takes them all, trains one step and predicts."""
-    strides, kernels, patch = EDGE_PLANS["3d-kernels-133-strides-122"][0][:4], threes(3, 4), [4, 32, 24]
+    strides, kernels = EDGE_PLANS["3d-kernels-133-strides-122"][0][:4], threes(3, 4)
+    patch = patch_for_divisor([4, 32, 24], strides, TRAINERS[trainer_name].patch_divisor)
     input_channels, num_classes = 2, 4
     plans = cascade_plans_for(plan_from_layout(strides, kernels), patch)
     trainer = make_trainer(harness_trainer_class(TRAINERS[trainer_name]), plans,
