@@ -268,23 +268,28 @@ def test_a_removal_control_is_planned_for_its_own_lighter_network(trainer):
 #: MCANet on the 2d plan: the estimate counts the plain forms a GPU computes (architectures/blocks/cpu_kernels.py),
 #: the CPU step its CPU forms, whose 3D depthwise convolutions as depth-shifted 2D ones keep more alive (3d: 447-509
 #: MiB measured against 226 MiB estimated, beyond the runtime's share; 2d: 201 against 99)
-ESTIMATE_CHECKS = {"synthetic-2d": ["nnUNetTrainerAttentionUNet", "nnUNetTrainerMCANet", "nnUNetTrainerMSGA",
-                                    "nnUNetTrainerNonLocalUNet", "nnUNetTrainerSwinUNETR", "nnUNetTrainerUNETR"],
-                   "synthetic-3d_fullres": ["nnUNetTrainerMTUNet"]}
+#: MONAI's networks with -m slow (35 s on 2 cores: SwinUNETR on the plan rounded to 96 x 128 needs its own reference
+#: process, UNETR's step updates 87M weights; both passed when added); the default run runs their estimates in the
+#: planning tests and the contract's memory-estimate check, without the measured step
+ESTIMATE_CHECKS = {"synthetic-2d": ("synthetic-2d", ["nnUNetTrainerAttentionUNet", "nnUNetTrainerMCANet",
+                                                     "nnUNetTrainerMSGA", "nnUNetTrainerNonLocalUNet"]),
+                   "synthetic-3d_fullres": ("synthetic-3d_fullres", ["nnUNetTrainerMTUNet"]),
+                   "synthetic-2d-monai": ("synthetic-2d", ["nnUNetTrainerSwinUNETR", "nnUNetTrainerUNETR"])}
 
 
-@pytest.mark.parametrize("preset", sorted(ESTIMATE_CHECKS))
-def test_estimate_matches_a_cpu_training_steps_measured_peak(preset):
+@pytest.mark.parametrize("case", [pytest.param(case, marks=pytest.mark.slow) if case == "synthetic-2d-monai"
+                                  else case for case in sorted(ESTIMATE_CHECKS)])
+def test_estimate_matches_a_cpu_training_steps_measured_peak(case):
     """Every network, on the synthetic 2d or 3d plan, float32 at batch 2: the estimate (tensor bytes) without the
     weights is at most the resident memory one real CPU step adds (the benchmark's measurement, a fresh process per
     network), and the estimate accounts for it up to the CPU runtime's own memory."""
+    preset, trainers = ESTIMATE_CHECKS[case]
     plan = PLAN_PRESETS[preset]
-    measured = run_benchmark([plan], "cpu", steps=1, batch_size=2, trainers=ESTIMATE_CHECKS[preset],
-                             with_inference=False)
-    assert sorted(sum(ESTIMATE_CHECKS.values(), [])) == sorted(TRAINERS)
+    measured = run_benchmark([plan], "cpu", steps=1, batch_size=2, trainers=trainers, with_inference=False)
+    assert sorted(name for _, names in ESTIMATE_CHECKS.values() for name in names) == sorted(TRAINERS)
     # SwinUNETR on the plan's patch rounded up to multiples of 32, beside nnU-Net's U-Net there
     assert sorted(name for rows in measured.values() for name in rows if name != REFERENCE_TRAINER) == sorted(
-        ESTIMATE_CHECKS[preset])
+        trainers)
     for label, measurements in measured.items():
         for name, measurement in measurements.items():
             # the CPU measurement counts what the steps add, the weights being resident before them; the estimate
@@ -292,9 +297,10 @@ def test_estimate_matches_a_cpu_training_steps_measured_peak(preset):
             estimate, weights = measurement.estimated_peak_mib, measurement.parameters * 4 / 2**20
             assert estimate - weights <= measurement.peak_mib <= RESIDENT_FACTOR * estimate + RESIDENT_OVERHEAD_MIB, (
                 label, name, estimate, measurement.peak_mib)
-    checked = ESTIMATE_CHECKS[preset][0]  # the benchmark's column is the planner's estimate (one network here)
-    assert measured[plan.label(2)][checked].estimated_peak_mib == training_step_peak_bytes(
-        checked, plan, 2, half_precision=False) / 2**20
+    checked = trainers[0]  # the benchmark's column is the planner's estimate (one network here)
+    fitted = plan.fitted_to(TRAINERS[checked].patch_divisor)
+    assert measured[fitted.label(2)][checked].estimated_peak_mib == training_step_peak_bytes(
+        checked, fitted, 2, half_precision=False) / 2**20
 
 
 def test_resenc_planner_gives_nnunets_resenc_plans_and_plans_attention_trainers_on_them(fingerprint_folders):
