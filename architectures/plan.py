@@ -213,6 +213,12 @@ class UNetPlan:
             init_last_bn_before_add_to_0(module)
 
 
+def total_strides(strides: Sequence[Sequence[int]]) -> list[int]:
+    """Per axis, the product of per-stage ``strides``: how many input voxels the deepest level's voxel spans, what
+    a U-Net's patch must be a multiple of."""
+    return [math.prod(int(stride[axis]) for stride in strides) for axis in range(len(strides[0]))]
+
+
 def patch_multiples(total_strides: Sequence[int], patch_divisor: int = 1) -> list[int]:
     """Per axis, what a patch must be a multiple of to run through a U-Net of these total strides and through a
     network that needs every axis divisible by ``patch_divisor`` too: their least common multiple."""
@@ -256,7 +262,7 @@ def _check_patch_fits(plan: UNetPlan) -> None:
     the skips), or, with instance normalisation, a stage of a single voxel (nothing to normalise). nnU-Net's
     planner never writes either; they come from hand-edited plans."""
     patch = plan.patch_size
-    total_stride = [math.prod(stride[axis] for stride in plan.strides) for axis in range(len(patch))]
+    total_stride = total_strides(plan.strides)
     misfit = [axis for axis, (p, s) in enumerate(zip(patch, total_stride)) if p % s]
     if misfit:
         fitted = [max(s, round(p / s) * s) for p, s in zip(patch, total_stride)]

@@ -8,7 +8,6 @@ stage is 1 to 5 voxels per axis.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 #: the dataset of the matrix' plans: two input channels, three classes
@@ -52,10 +51,9 @@ def patch_for_divisor(patch: list[int], strides: list, patch_divisor: int = 1) -
     """``patch`` of a plan with these per-stage ``strides``, rounded up to a multiple of ``patch_divisor`` (and of
     the total stride) for a network that needs one, as the planner rounds it; where that leaves one multiple along
     every axis (SwinUNETR's deepest grid would be a single voxel), the last axis takes two."""
-    from nnunet_attention.architectures.plan import patch_multiples, rounded_up
+    from nnunet_attention.architectures.plan import patch_multiples, rounded_up, total_strides
 
-    totals = [math.prod(stride[axis] for stride in strides) for axis in range(len(patch))]
-    multiples = patch_multiples(totals, patch_divisor)
+    multiples = patch_multiples(total_strides(strides), patch_divisor)
     fitted = rounded_up(patch, multiples)
     if patch_divisor > 1 and fitted == multiples:
         fitted[-1] *= 2
@@ -85,9 +83,10 @@ def make_plan(spatial_dims: int, n_stages: int, anisotropic: bool, residual: boo
         strides.append(stride)
     kernels = [[1 if anisotropic and axis == 0 and stage < 2 else 3 for axis in range(spatial_dims)]
                for stage in range(n_stages)]
-    cumulative = [math.prod(stride[axis] for stride in strides) for axis in range(spatial_dims)]
-    patch = patch_for_divisor([c * m for c, m in zip(cumulative, PATCH_MULTIPLIERS[spatial_dims])], strides,
-                              patch_divisor)
+    from nnunet_attention.architectures.plan import total_strides
+
+    patch = patch_for_divisor([c * m for c, m in zip(total_strides(strides), PATCH_MULTIPLIERS[spatial_dims])],
+                              strides, patch_divisor)
     return plan_from_layout(strides, kernels, residual, max_features), patch
 
 

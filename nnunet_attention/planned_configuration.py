@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,21 +51,16 @@ class PlannedConfiguration:
         """This configuration with every patch axis rounded up to a multiple of ``patch_divisor`` that its U-Net's
         total stride also divides (for a network that declares one, see ``PlannedNetwork.patch_divisor``), as
         ``nnunet-attention plan`` rounds it; itself where the patch already fits."""
-        from nnunet_attention.architectures.plan import patch_multiples, rounded_up
+        from nnunet_attention.architectures.plan import patch_multiples, rounded_up, total_strides
 
-        fitted = rounded_up(self.patch_size, patch_multiples(self.total_strides, patch_divisor))
+        strides = self.configuration_manager().network_arch_init_kwargs["strides"]
+        fitted = rounded_up(self.patch_size, patch_multiples(total_strides(strides), patch_divisor))
         if fitted == self.patch_size:
             return self
         plans = copy.deepcopy(self.plans)
         plans["configurations"][self.configuration]["patch_size"] = fitted
         return PlannedConfiguration(self.name, plans, self.configuration, self.dataset_json, self.case_shape,
                                     f"{self.source}, patch rounded up to multiples of {patch_divisor}")
-
-    @property
-    def total_strides(self) -> list[int]:
-        """Per axis, the product of the U-Net's strides: what nnU-Net makes the patch a multiple of."""
-        strides = self.configuration_manager().network_arch_init_kwargs["strides"]
-        return [math.prod(int(stride[axis]) for stride in strides) for axis in range(len(self.patch_size))]
 
     @property
     def patch_size(self) -> list[int]:

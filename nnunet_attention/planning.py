@@ -21,7 +21,7 @@ import inspect
 import math
 from collections.abc import Sequence
 
-from nnunet_attention.architectures.plan import patch_multiples, rounded_up
+from nnunet_attention.architectures.plan import patch_multiples, rounded_up, total_strides
 
 from .errors import UsageError
 from .memory_estimate import training_step_peak_bytes
@@ -139,7 +139,7 @@ def attention_aware_planner(base_planner: type, trainer_name: str) -> type:
             arguments = (len(self.dataset_json["channel_names"]), len(self.dataset_json["labels"]),
                          architecture["network_class_name"], architecture["arch_kwargs"],
                          architecture["_kw_requires_import"])
-            multiples = patch_multiples(candidate_plan(plan["patch_size"], *arguments).total_strides, divisor)
+            multiples = patch_multiples(total_strides(architecture["arch_kwargs"]["strides"]), divisor)
             patch = rounded_up(plan["patch_size"], multiples)
             reference_value, reference_batch = self.unet_reference(len(patch))
             reference = reference_value * self.UNet_vram_target_GB / self.UNet_reference_val_corresp_GB
