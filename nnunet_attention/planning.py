@@ -87,6 +87,7 @@ def attention_aware_planner(base_planner: type, trainer_name: str) -> type:
     :data:`PLANNING_KEY`. ``trainer_name``: a known trainer or a variant named after one (its base trainer's
     network is the one planned for)."""
     network = base_trainer(trainer_name)
+    divisor = patch_divisor(network)
 
     class AttentionAwarePlanner(base_planner):
         def static_estimate_VRAM_usage(self, patch_size, input_channels, output_channels, arch_class_name,
@@ -104,8 +105,8 @@ def attention_aware_planner(base_planner: type, trainer_name: str) -> type:
             patch and its estimated training memory at the planned batch, in GB on nnU-Net's calibration."""
             plan = super().get_plans_for_configuration(spacing, median_shape, data_identifier,
                                                        approximate_n_voxels_dataset, _cache)
-            if patch_divisor(network) > 1:
-                self.fit_patch(plan, patch_divisor(network), median_shape, approximate_n_voxels_dataset)
+            if divisor > 1:
+                self.fit_patch(plan, divisor, median_shape, approximate_n_voxels_dataset)
             architecture = plan["architecture"]
             arguments = (plan["patch_size"], len(self.dataset_json["channel_names"]),
                          len(self.dataset_json["labels"]), architecture["network_class_name"],
